@@ -1,0 +1,46 @@
+"""The one place that knows the reduction names and how to apply them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
+REDUCTIONS_WITH_BATCHMEAN: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
+
+
+def check_reduction(reduction: object, allowed: Sequence[str] = REDUCTIONS) -> str:
+    """Return ``reduction`` if it is one of ``allowed``; raise ``ValueError`` otherwise.
+
+    Called both by the functional forms and by the Module constructors, so that a typo such as
+    ``reduction="avg"`` fails when the criterion is built, not at its first call.
+    """
+    if not isinstance(reduction, str) or reduction not in allowed:
+        raise ValueError(
+            f"{reduction!r} is not a valid value for reduction; expected one of "
+            + ", ".join(repr(r) for r in allowed)
+        )
+    return reduction
+
+
+def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply ``"none" | "mean" | "sum"`` to an element-wise loss.
+
+    ``mean`` of an empty tensor is NaN and ``sum`` is 0, as in torch.
+    """
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"reduce() got reduction={reduction!r}; expected 'none', 'mean' or 'sum'")
+
+
+def weighted_mean(loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum(loss) / sum(weights)``: the mean of losses that were already multiplied by weights.
+
+    With no weight mass (empty batch, every target ignored) this is ``0 / 0 = NaN``, as in torch.
+    """
+    return loss.sum() / weights.sum()

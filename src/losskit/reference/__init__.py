@@ -1,0 +1,11 @@
+"""Independent NumPy (float64) references of every loss: the formula written plainly.
+
+Each function mirrors the functional signature one to one (NumPy arrays in, NumPy out) and never
+calls torch. They are the test oracle and the documentation a reader can trust.
+"""
+
+from .classification import *  # noqa: F403
+from .divergence import *  # noqa: F403
+from .ranking import *  # noqa: F403
+from .regression import *  # noqa: F403
+from .sequence import *  # noqa: F403
