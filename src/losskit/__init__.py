@@ -11,10 +11,10 @@ Module forms live in :mod:`losskit.nn`, NumPy references in :mod:`losskit.refere
 from . import nn, reference
 from ._checks import get_checks, set_checks
 from ._reduction import REDUCTIONS
-from .classification import *  # noqa: F403
-from .divergence import *  # noqa: F403
-from .ranking import *  # noqa: F403
-from .regression import *  # noqa: F403
-from .sequence import *  # noqa: F403
+from .classification import *
+from .divergence import *
+from .ranking import *
+from .regression import *
+from .sequence import *
 
 __version__ = "0.1.0"

@@ -71,15 +71,17 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
     # torch only warns and broadcasts for some losses; a silent broadcast is a classic bug.
     if a.shape != b.shape:
         raise ValueError(
-            f"Using a {name_b} size ({tuple(b.shape)}) that is different to the {name_a} size "
-            f"({tuple(a.shape)}); {name_a} and {name_b} must have the same shape"
+            f"Using a {name_b} size {tuple(b.shape)} that is different to the {name_a} size "
+            f"{tuple(a.shape)}; {name_a} and {name_b} must have the same shape"
         )
 
 
 def check_ndim(name: str, t: torch.Tensor, allowed: Sequence[int]) -> None:
     if t.dim() not in allowed:
         want = " or ".join(f"{d}-D" for d in allowed)
-        raise ValueError(f"{name} must be {want}, got a {t.dim()}-D tensor of shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must be {want}, got a {t.dim()}-D tensor of shape {tuple(t.shape)}"
+        )
 
 
 def check_number(name: str, value: object) -> float:

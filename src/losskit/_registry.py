@@ -111,6 +111,9 @@ class LossInfo:
     differentiable: bool = True
     # Whether torch's autograd gradient is the mathematical gradient we also compute (see ctc_loss).
     torch_grad_parity: bool = True
+    # Whether edge-case gradients match torch (False where a documented choice differs, e.g. BCE
+    # at probabilities exactly 0 or 1).
+    edge_grad_parity: bool = True
     # (rtol, atol) per dtype for comparisons with the reference and with torch.
     tolerances: dict[torch.dtype, tuple[float, float]] = field(
         default_factory=lambda: {

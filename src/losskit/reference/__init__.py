@@ -4,8 +4,8 @@ Each function mirrors the functional signature one to one (NumPy arrays in, NumP
 calls torch. They are the test oracle and the documentation a reader can trust.
 """
 
-from .classification import *  # noqa: F403
-from .divergence import *  # noqa: F403
-from .ranking import *  # noqa: F403
-from .regression import *  # noqa: F403
-from .sequence import *  # noqa: F403
+from .classification import *
+from .divergence import *
+from .ranking import *
+from .regression import *
+from .sequence import *
