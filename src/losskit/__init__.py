@@ -5,16 +5,21 @@ The functional API is flat, like ``torch.nn.functional``::
     import losskit
     loss = losskit.cross_entropy(logits, target, label_smoothing=0.1)
 
-Module forms live in :mod:`losskit.nn`, NumPy references in :mod:`losskit.reference`.
+Module forms live in :mod:`losskit.nn`, NumPy references in :mod:`losskit.reference`; GAN and
+box losses in :mod:`losskit.gan` and :mod:`losskit.boxes`; metric learning in
+:mod:`losskit.metric`; multi-task weighting in :mod:`losskit.multitask`.
 """
 
-from . import nn, reference
+from . import boxes, gan, metric, multitask, nn, reference
 from ._checks import get_checks, set_checks
 from ._reduction import REDUCTIONS
 from .classification import *
+from .custom import *
 from .divergence import *
+from .focal import *
 from .ranking import *
 from .regression import *
 from .sequence import *
+from .surrogate import *
 
 __version__ = "0.1.0"

@@ -1,8 +1,14 @@
 """``nn.Module`` forms of the losses: validate hyper-parameters in ``__init__``, call the functional."""
 
 from ._base import Loss, WeightedLoss
+from .boxes import *
 from .classification import *
 from .divergence import *
+from .focal import *
+from .gan import *
+from .metric import *
+from .perceptual import *
 from .ranking import *
 from .regression import *
 from .sequence import *
+from .surrogate import *

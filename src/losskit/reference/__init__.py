@@ -4,8 +4,13 @@ Each function mirrors the functional signature one to one (NumPy arrays in, NumP
 calls torch. They are the test oracle and the documentation a reader can trust.
 """
 
+from .boxes import *
 from .classification import *
 from .divergence import *
+from .focal import *
+from .gan import *
+from .metric import *
 from .ranking import *
 from .regression import *
 from .sequence import *
+from .surrogate import *

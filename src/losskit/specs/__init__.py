@@ -1,3 +1,14 @@
-"""Registry entries (sample inputs, bad inputs, tolerances) of the built-in losses, one module per family."""
+"""Registry entries (samples, bad inputs, tolerances) of the built-in losses, one module per family."""
 
-from . import classification, divergence, ranking, regression, sequence
+from . import (
+    boxes,
+    classification,
+    divergence,
+    focal,
+    gan,
+    metric,
+    ranking,
+    regression,
+    sequence,
+    surrogate,
+)

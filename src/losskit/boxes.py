@@ -1,0 +1,3 @@
+"""boxes losses (work in progress)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""custom losses (work in progress)."""
+
+__all__: list[str] = []

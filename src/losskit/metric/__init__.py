@@ -1,0 +1,1 @@
+"""Metric learning: distances, miners, triplet and pair losses, P×K sampling, margin softmax."""

@@ -1,0 +1,3 @@
+"""focal losses (work in progress)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Metric-learning references (work in progress)."""
+
+__all__: list[str] = []

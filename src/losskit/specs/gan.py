@@ -1,0 +1,3 @@
+"""gan losses (work in progress)."""
+
+__all__: list[str] = []

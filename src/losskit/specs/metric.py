@@ -1,0 +1,1 @@
+"""Metric-learning registry entries (work in progress)."""

@@ -1,0 +1,3 @@
+"""surrogate losses (work in progress)."""
+
+__all__: list[str] = []
