@@ -1,0 +1,62 @@
+"""The ``losskit`` command line: check, list, and a check that must fail on a wrong loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from losskit import cli
+from losskit._registry import LossInfo, Sample, register, unregister
+
+
+def test_check_passes_and_prints_the_table(capsys):
+    assert cli.main(["check", "--loss", "cross_entropy", "--loss", "nll_loss"]) == 0
+    out = capsys.readouterr().out
+    assert "cross_entropy" in out and "nll_loss" in out and "ref abs" in out
+    assert "2 losses" in out and "2 passed, 0 failed" in out
+
+
+@pytest.fixture
+def wrong_loss():
+    # A functional that is off by 1% from its reference: the check must notice.
+    def reference(x, reduction="mean"):
+        loss = np.asarray(x, dtype=np.float64) ** 2
+        return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+    def functional(x, reduction="mean"):
+        loss = 1.01 * x**2
+        return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+    register(
+        LossInfo(
+            name="_deliberately_wrong",
+            family="_test",
+            formula="x^2 (off by 1%)",
+            functional=functional,
+            module=None,
+            reference=reference,
+            samples=lambda g: [Sample((torch.randn(4, generator=g, dtype=torch.float64),))],
+        )
+    )
+    yield
+    unregister("_deliberately_wrong")
+
+
+def test_check_fails_with_exit_status_1_on_a_wrong_loss(wrong_loss, capsys):
+    assert cli.main(["check", "--family", "_test"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "reference mismatch" in out
+
+
+def test_list_prints_every_loss_with_its_formula(capsys):
+    from losskit._registry import all_losses
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for info in all_losses():
+        assert info.name in out and info.formula in out
+
+
+def test_check_with_an_unknown_loss_is_a_usage_error(capsys):
+    assert cli.main(["check", "--loss", "no_such_loss"]) == 2
