@@ -68,5 +68,7 @@ def test_cross_entropy_k_dimensional_equals_flattened_2d():
 
 
 def test_class_index_out_of_range_names_the_index_and_the_class_count():
-    with pytest.raises(IndexError, match=r"Target 5 is out of bounds: class indices must be in \[0, 3\)"):
+    with pytest.raises(
+        IndexError, match=r"Target 5 is out of bounds: class indices must be in \[0, 3\)"
+    ):
         losskit.nll_loss(torch.zeros(2, 3), torch.tensor([0, 5]))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import call_functional, call_reference, call_torch, loss_params
 from hypothesis import given
 from hypothesis import strategies as st
+
+from conftest import call_functional, call_reference, call_torch, loss_params
 
 FUZZED = loss_params(where=lambda i: i.random_sample is not None)
 

@@ -10,7 +10,7 @@ box losses in :mod:`losskit.gan` and :mod:`losskit.boxes`; metric learning in
 :mod:`losskit.metric`; multi-task weighting in :mod:`losskit.multitask`.
 """
 
-from . import boxes, gan, metric, multitask, nn, reference
+from . import boxes, distributed, gan, metric, multitask, nn, reference
 from ._checks import get_checks, set_checks
 from ._reduction import REDUCTIONS
 from .classification import *

@@ -17,7 +17,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(format_table(rows))
     failed = [r for r in rows if not r.passed]
     cases = sum(r.cases for r in rows)
-    print(f"\n{len(rows)} losses, {cases} cases: {len(rows) - len(failed)} passed, {len(failed)} failed")
+    print(
+        f"\n{len(rows)} losses, {cases} cases: {len(rows) - len(failed)} passed, {len(failed)} failed"
+    )
     for r in failed:
         print(f"\n{r.name}:")
         for f in r.failures[: args.max_failures]:

@@ -1,0 +1,101 @@
+"""Code run inside the spawned ranks of tests/test_distributed.py (gloo backend, CPU, loopback only).
+
+Every rank builds the same global data from fixed seeds, so it can compute the single-process result
+itself and compare its own share against it; a failed assertion propagates to the parent test.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as TF
+
+from losskit.distributed import all_gather_with_grad, vocab_parallel_cross_entropy
+
+F64 = torch.float64
+
+
+def _close(a, b, what):
+    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m: f"{what}: {m}")
+
+
+def check_all_gather(rank: int, world: int) -> None:
+    sizes = [2 + r for r in range(world)]  # uneven batches
+    blocks = [
+        torch.randn(n, 3, generator=torch.Generator().manual_seed(r), dtype=F64)
+        for r, n in enumerate(sizes)
+    ]
+    mine = blocks[rank].clone().requires_grad_(True)
+    gathered = all_gather_with_grad(mine)
+    _close(gathered, torch.cat(blocks), "gathered values")
+
+    def global_loss(x):  # nonlinear and mixing rows, so every slice's gradient depends on the rest
+        return (torch.tanh(x @ x.T) ** 2).sum()
+
+    global_loss(gathered).backward()
+    full = torch.cat(blocks).requires_grad_(True)
+    global_loss(full).backward()
+    start = sum(sizes[:rank])
+    # Every rank computed the same loss: its slice receives the sum of the W identical gradients.
+    _close(mine.grad, world * full.grad[start : start + sizes[rank]], "slice gradient")
+
+
+def check_vocab_parallel(rank: int, world: int) -> None:
+    shard_sizes = {2: [3, 8], 3: [2, 4, 5]}[world]  # uneven shards of V = 11
+    vocab = sum(shard_sizes)
+    g = torch.Generator().manual_seed(123)
+    logits = torch.randn(2, 3, vocab, generator=g, dtype=F64) * 3
+    target = torch.randint(0, vocab, (2, 3), generator=g)
+    target[0, 1] = -100
+    start = sum(shard_sizes[:rank])
+    for reduction in ("none", "mean", "sum"):
+        for smoothing in (0.0, 0.2):
+            local = logits[..., start : start + shard_sizes[rank]].clone().requires_grad_(True)
+            full = logits.clone().requires_grad_(True)
+            ours = vocab_parallel_cross_entropy(
+                local, target, label_smoothing=smoothing, reduction=reduction
+            )
+            ref = TF.cross_entropy(
+                full.permute(0, 2, 1), target, label_smoothing=smoothing, reduction=reduction
+            )
+            _close(ours, ref, f"value {reduction} eps={smoothing}")
+            up = torch.randn(ref.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
+            ours.backward(up)
+            ref.backward(up)
+            _close(
+                local.grad,
+                full.grad[..., start : start + shard_sizes[rank]],
+                f"grad {reduction} eps={smoothing}",
+            )
+    # The class-range check raises on every rank alike (the target is replicated).
+    try:
+        vocab_parallel_cross_entropy(
+            logits[..., start : start + shard_sizes[rank]], torch.full((2, 3), vocab)
+        )
+    except IndexError as e:
+        assert f"Target {vocab} is out of bounds" in str(e)
+    else:
+        raise AssertionError("out-of-range target did not raise")
+
+
+CHECKS = [check_all_gather, check_vocab_parallel]
+
+
+def worker(rank: int, world: int, init_file: str) -> None:
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        for check in CHECKS:
+            check(rank, world)
+    finally:
+        dist.destroy_process_group()
