@@ -1,3 +1,650 @@
-"""ranking losses (filled in by the family's issue)."""
+"""Ranking and margin losses mirroring ``torch.nn.functional``: hinge, soft-margin, cosine, triplet.
 
-__all__: list[str] = []
+Each function validates its arguments (see :mod:`losskit._checks`), computes in float32 for
+float16/bfloat16 inputs and returns the input's dtype.
+
+Gradients at a hinge's kink (where the clamped term is exactly 0) follow torch 2.13: the losses
+torch composes from ``clamp_min`` (margin ranking, hinge embedding, cosine embedding, triplet) pass
+the gradient there; the ones with a dedicated kernel (multi margin, multilabel margin) test
+``z > 0`` and do not. We use ``clamp_min`` for the former and ``relu`` for the latter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import (
+    check_bool,
+    check_class_indices,
+    check_class_weight,
+    check_floating,
+    check_integer,
+    check_ndim,
+    check_number,
+    check_optional_floating,
+    check_same_shape,
+    check_tensor,
+    value_checks_enabled,
+)
+from ._precision import upcast
+from ._reduction import check_reduction, reduce
+
+__all__ = [
+    "cosine_embedding_loss",
+    "hinge_embedding_loss",
+    "margin_ranking_loss",
+    "multi_margin_loss",
+    "multilabel_margin_loss",
+    "pairwise_distance",
+    "soft_margin_loss",
+    "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
+]
+
+# torch's cosine_embedding_loss adds ``constexpr float EPSILON = 1e-12`` to both squared magnitudes
+# (aten/native/Loss.cpp): the float32 value of 1e-12, which differs from the double 1e-12.
+_COSINE_EPSILON = 9.999999960041972e-13
+
+DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------- shared checks
+
+
+def _check_real_target(name: str, value: object) -> torch.Tensor:
+    """A target of label values: floating or integer (torch compares it with 1 and -1)."""
+    t = check_tensor(name, value)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be a floating or integer tensor, got dtype {t.dtype}")
+    return t
+
+
+def check_positive_margin(margin: object) -> float:
+    """``margin > 0`` (torch's triplet losses); raises with torch's wording."""
+    m = check_number("margin", margin)
+    if m <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin!r}")
+    return m
+
+
+def check_multi_margin_p(p: object) -> int:
+    """``p`` of :func:`multi_margin_loss`: 1 or 2, as torch."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"p must be an int (1 or 2), got {type(p).__name__}")
+    if p not in (1, 2):
+        raise ValueError(f"only p == 1 and p == 2 supported, got p={p!r}")
+    return int(p)
+
+
+def _check_class_scores(input: object) -> torch.Tensor:
+    """Class scores of shape ``(C,)`` or ``(N, C)`` with at least one class."""
+    x = check_floating("input", input)
+    check_ndim("input", x, (1, 2))
+    if x.shape[-1] == 0:
+        raise ValueError(f"input must have at least one class (C > 0), got shape {tuple(x.shape)}")
+    return x
+
+
+# ---------------------------------------------------------------- pairwise losses
+
+
+def margin_ranking_loss(
+    input1: torch.Tensor,
+    input2: torch.Tensor,
+    target: torch.Tensor,
+    margin: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Hinge loss on the ranking of two scores.
+
+    .. math:: \ell_i = \max(0,\; -y_i\,(x_{1,i} - x_{2,i}) + \text{margin})
+
+    ``y = 1`` asks for ``x1`` to rank above ``x2`` by at least ``margin``, ``y = -1`` the reverse.
+
+    Args:
+        input1: scores, shape ``(N,)`` or ``()`` (any shape is accepted); floating.
+        input2: scores of the same shape.
+        target: labels of the same shape, usually ``±1`` (floating or integer).
+        margin: the required gap (any real number). Default ``0``.
+        reduction: ``"none"`` (the inputs' shape), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        Scalar, or the inputs' shape for ``reduction="none"``; the dtype of ``input1``.
+
+    Edge cases (as torch): an empty batch gives NaN for ``mean`` and 0 for ``sum``; at the kink (the
+    hinge argument exactly 0) the gradient is passed (torch's ``clamp_min``). Shapes must match
+    exactly (no broadcasting).
+
+    Example:
+        >>> x1, x2 = torch.randn(8, requires_grad=True), torch.randn(8)
+        >>> losskit.margin_ranking_loss(x1, x2, torch.randn(8).sign(), margin=0.5).backward()
+
+    Mirrors :func:`torch.nn.functional.margin_ranking_loss`.
+    """
+    input1 = check_floating("input1", input1)
+    input2 = check_floating("input2", input2)
+    target = _check_real_target("target", target)
+    check_same_shape("input1", input1, "input2", input2)
+    check_same_shape("input1", input1, "target", target)
+    margin = check_number("margin", margin)
+    reduction = check_reduction(reduction)
+    x1, x2 = upcast(input1), upcast(input2)
+    y = target.to(x1.dtype)
+    # clamp_min, as torch: the gradient passes at the kink.
+    loss = torch.clamp_min(-y * (x1 - x2) + margin, 0.0)
+    return reduce(loss, reduction).to(input1.dtype)
+
+
+def hinge_embedding_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    margin: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Hinge loss on a distance ``x`` between pairs labelled similar (1) or dissimilar (-1).
+
+    .. math::
+        \ell = [y \ne 1]\,\max(0, \text{margin} - x) + [y \ne -1]\,x
+
+    i.e. ``x`` for ``y = 1`` and ``max(0, margin - x)`` for ``y = -1``. As in torch, a label that is
+    neither 1 nor -1 gets *both* terms.
+
+    Args:
+        input: distances (or scores), any shape; floating.
+        target: labels of the same shape, usually ``±1`` (floating or integer).
+        margin: margin for dissimilar pairs. Default ``1``.
+        reduction: ``"none"`` (the input's shape), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        Scalar, or the input's shape for ``reduction="none"``.
+
+    Edge cases (as torch): an empty input gives NaN for ``mean`` and 0 for ``sum``; at the kink
+    ``x = margin`` the gradient of the hinge term is passed (torch's ``clamp_min``). Shapes must match
+    exactly (torch broadcasts; we raise).
+
+    Example:
+        >>> d = torch.rand(6, requires_grad=True) * 2
+        >>> losskit.hinge_embedding_loss(d, torch.tensor([1, -1, 1, -1, -1, 1.0])).backward()
+
+    Mirrors :func:`torch.nn.functional.hinge_embedding_loss`.
+    """
+    input = check_floating("input", input)
+    target = _check_real_target("target", target)
+    check_same_shape("input", input, "target", target)
+    margin = check_number("margin", margin)
+    reduction = check_reduction(reduction)
+    x = upcast(input)
+    zero = x.new_zeros(())
+    hinge = torch.where(target != 1, torch.clamp_min(margin - x, 0.0), zero)
+    linear = torch.where(target != -1, x, zero)
+    return reduce(hinge + linear, reduction).to(input.dtype)
+
+
+def soft_margin_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Two-class logistic loss on ``±1`` labels.
+
+    .. math:: \ell = \log(1 + e^{-y x}) = \operatorname{softplus}(-y x)
+
+    Args:
+        input: scores, any shape; floating.
+        target: labels of the same shape, usually ``±1`` (floating or integer).
+        reduction: ``"none"`` (the input's shape), ``"mean"`` (over all elements) or ``"sum"``.
+
+    Returns:
+        Scalar, or the input's shape for ``reduction="none"``.
+
+    Computed stably as ``-logsigmoid(y x)``: finite with a finite gradient for scores of any
+    magnitude, where torch's ``log(1 + exp(-y x))`` overflows to ``inf`` (and a NaN gradient) once
+    ``-y x`` exceeds about 88 in float32 (11 in float16). An empty input gives NaN for ``mean`` and 0
+    for ``sum``.
+
+    Example:
+        >>> x = torch.randn(4, 5, requires_grad=True)
+        >>> losskit.soft_margin_loss(x, torch.randn(4, 5).sign()).backward()
+
+    Mirrors :func:`torch.nn.functional.soft_margin_loss`.
+    """
+    input = check_floating("input", input)
+    target = _check_real_target("target", target)
+    check_same_shape("input", input, "target", target)
+    reduction = check_reduction(reduction)
+    x = upcast(input)
+    loss = -F.logsigmoid(target.to(x.dtype) * x)
+    return reduce(loss, reduction).to(input.dtype)
+
+
+def cosine_embedding_loss(
+    input1: torch.Tensor,
+    input2: torch.Tensor,
+    target: torch.Tensor,
+    margin: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Pull pairs of embeddings together (``y = 1``) or push their cosine below a margin (``y = -1``).
+
+    With :math:`\cos = \frac{x_1 \cdot x_2}{\sqrt{(\lVert x_1\rVert^2 + \epsilon)
+    (\lVert x_2\rVert^2 + \epsilon)}}` and :math:`\epsilon` = float32(1e-12) (as torch):
+
+    .. math::
+        \ell = \begin{cases} 1 - \cos & y = 1 \\ \max(0, \cos - \text{margin}) & y = -1 \\
+               0 & \text{otherwise} \end{cases}
+
+    Args:
+        input1: embeddings, shape ``(N, D)`` or ``(D,)``; floating.
+        input2: embeddings of the same shape.
+        target: labels ``±1``, shape ``(N,)`` (or ``()`` for ``(D,)`` inputs); floating or integer.
+        margin: margin for dissimilar pairs, meaningful in ``[-1, 1]`` (not enforced, as torch).
+        reduction: ``"none"`` (shape ``(N,)`` or ``()``), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        Scalar, or the target's shape for ``reduction="none"``.
+
+    Edge cases (as torch): a zero vector has ``cos = 0`` (the epsilon keeps it finite, its gradient
+    is large but finite); an empty batch gives NaN for ``mean`` and 0 for ``sum``.
+
+    Example:
+        >>> a, b = torch.randn(4, 16, requires_grad=True), torch.randn(4, 16)
+        >>> losskit.cosine_embedding_loss(a, b, torch.tensor([1, -1, 1, -1])).backward()
+
+    Mirrors :func:`torch.nn.functional.cosine_embedding_loss`.
+    """
+    input1 = check_floating("input1", input1)
+    input2 = check_floating("input2", input2)
+    target = _check_real_target("target", target)
+    check_ndim("input1", input1, (1, 2))
+    check_same_shape("input1", input1, "input2", input2)
+    if tuple(target.shape) != tuple(input1.shape[:-1]):
+        raise ValueError(
+            f"Expected target size {tuple(input1.shape[:-1])} for inputs of shape "
+            f"{tuple(input1.shape)}, got {tuple(target.shape)}"
+        )
+    margin = check_number("margin", margin)
+    reduction = check_reduction(reduction)
+    x1, x2 = upcast(input1), upcast(input2)
+    dot = (x1 * x2).sum(-1)
+    mag1 = (x1 * x1).sum(-1) + _COSINE_EPSILON
+    mag2 = (x2 * x2).sum(-1) + _COSINE_EPSILON
+    cos = dot / torch.sqrt(mag1 * mag2)
+    zero = cos.new_zeros(())
+    pos = torch.where(target == 1, 1.0 - cos, zero)
+    neg = torch.where(target == -1, torch.clamp_min(cos - margin, 0.0), zero)
+    return reduce(pos + neg, reduction).to(input1.dtype)
+
+
+# ---------------------------------------------------------------- multi-class margins
+
+
+def multi_margin_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Multi-class hinge loss (Weston–Watkins / Crammer–Singer style), averaged over classes.
+
+    .. math::
+        \ell_n = \frac{1}{C} \sum_{i \ne y_n} w_{y_n} \max(0,\; \text{margin} - x_{n,y_n} + x_{n,i})^p
+
+    Args:
+        input: class scores, shape ``(N, C)`` or ``(C,)``; floating.
+        target: class indices in ``[0, C)``, shape ``(N,)`` (or ``()`` for ``(C,)`` input).
+        p: 1 or 2 (``ValueError`` otherwise). Default ``1``.
+        margin: the required gap between the target score and the others. Default ``1``.
+        weight: optional per-class weight, shape ``(C,)``, applied by the *target* class.
+        reduction: ``"none"`` (the target's shape), ``"mean"`` or ``"sum"`` over samples.
+
+    Returns:
+        Scalar, or the target's shape for ``reduction="none"``.
+
+    Edge cases: a class index out of range raises ``IndexError`` on every device. An empty batch
+    gives NaN for ``mean`` and 0 for ``sum`` (torch returns uninitialised memory there). At the kink
+    the gradient is 0, as torch's kernel.
+
+    Example:
+        >>> x = torch.tensor([[0.1, 0.2, 0.4, 0.8]])
+        >>> losskit.multi_margin_loss(x, torch.tensor([3]))  # (0.3 + 0.4 + 0.6) / 4
+        tensor(0.3250)
+
+    Mirrors :func:`torch.nn.functional.multi_margin_loss`.
+    """
+    input = _check_class_scores(input)
+    target = check_integer("target", target)
+    expected = tuple(input.shape[:-1])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"Expected target size {expected} for input of shape {tuple(input.shape)} "
+            f"(class indices), got {tuple(target.shape)}"
+        )
+    p = check_multi_margin_p(p)
+    margin = check_number("margin", margin)
+    weight = check_optional_floating("weight", weight)
+    reduction = check_reduction(reduction)
+    num_classes = input.shape[-1]
+    check_class_weight(weight, num_classes, input)
+    check_class_indices(target, num_classes)
+
+    x = upcast(input)
+    idx = target.long().unsqueeze(-1)
+    x_target = x.gather(-1, idx)
+    # relu: a zero gradient at the kink, as torch's kernel. The target's own term (i = y) is
+    # dropped with where(), which also stops its gradient.
+    hinge = F.relu(margin - x_target + x)
+    if p == 2:
+        hinge = hinge * hinge
+    is_target = torch.zeros_like(x, dtype=torch.bool).scatter_(-1, idx, True)
+    hinge = torch.where(is_target, hinge.new_zeros(()), hinge)
+    if weight is not None:
+        hinge = hinge * upcast(weight)[target.long()].unsqueeze(-1)
+    loss = hinge.sum(-1) / num_classes
+    return reduce(loss, reduction).to(input.dtype)
+
+
+def _check_multilabel_indices(target: torch.Tensor, num_classes: int) -> None:
+    # torch checks every entry, those after the first -1 included; so do we.
+    if not value_checks_enabled() or target.numel() == 0:
+        return
+    bad = (target < -1) | (target >= num_classes)
+    if bool(bad.any()):
+        first = int(target[bad].flatten()[0])
+        raise IndexError(
+            f"Target {first} is out of bounds: multilabel targets must be class indices in "
+            f"[0, {num_classes}) or -1 (padding)"
+        )
+
+
+def multilabel_margin_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Multi-label hinge loss: every target class must outscore every non-target class by 1.
+
+    With :math:`T_n` the class indices of ``target[n]`` before its first ``-1``:
+
+    .. math::
+        \ell_n = \frac{1}{C} \sum_{j \in T_n} \sum_{i \notin T_n} \max(0,\; 1 - (x_{n,j} - x_{n,i}))
+
+    Args:
+        input: class scores, shape ``(N, C)`` or ``(C,)``; floating.
+        target: integer tensor of ``input``'s shape holding class indices padded with ``-1``; only
+            the entries before the first ``-1`` count (a repeated index counts twice, as torch).
+        reduction: ``"none"`` (shape ``(N,)``, or ``()`` for ``(C,)`` input), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        Scalar, or ``(N,)`` / ``()`` for ``reduction="none"``.
+
+    Edge cases: an entry outside ``[-1, C)`` (anywhere in the row, as torch) raises ``IndexError``.
+    An empty batch gives NaN for ``mean`` and 0 for ``sum`` (torch returns uninitialised memory).
+    At the kink the gradient is 0, as torch's kernel. Cost ``O(N C log C)`` time and ``O(N C)``
+    memory (sorted non-target scores with suffix sums), not ``O(N C^2)``.
+
+    Example:
+        >>> x = torch.tensor([[0.1, 0.2, 0.4, 0.8]])
+        >>> losskit.multilabel_margin_loss(x, torch.tensor([[3, 0, -1, 1]]))
+        tensor(0.8500)
+
+    Mirrors :func:`torch.nn.functional.multilabel_margin_loss`.
+    """
+    input = _check_class_scores(input)
+    target = check_integer("target", target)
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(
+            f"Expected target size {tuple(input.shape)} (class indices padded with -1, the "
+            f"input's shape), got {tuple(target.shape)}"
+        )
+    reduction = check_reduction(reduction)
+    num_classes = input.shape[-1]
+    _check_multilabel_indices(target, num_classes)
+
+    unbatched = input.dim() == 1
+    x = upcast(input)
+    t = target.long()
+    if unbatched:
+        x, t = x.unsqueeze(0), t.unsqueeze(0)
+    loss = _multilabel_margin_rows(x, t)
+    if unbatched:
+        loss = loss.squeeze(0)
+    return reduce(loss, reduction).to(input.dtype)
+
+
+def _multilabel_margin_rows(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Per-row loss of (N, C) scores and (N, C) padded targets, without an (N, C, C) tensor.
+
+    For a target score ``a`` the inner sum is ``sum_{i not in T, x_i > a - 1} (1 - a + x_i)``: sort the
+    non-target scores, count those above ``a - 1`` and add their suffix sum.
+    """
+    n, c = x.shape
+    # The loss depends on score differences only: centring each row (a constant, no gradient)
+    # keeps the suffix sums below small when all scores share a large offset.
+    x = x - x.detach().nan_to_num(0.0, 0.0, 0.0).mean(1, keepdim=True)
+    # Entries before the first negative one are targets ("break" in torch's loop).
+    valid = torch.cumsum((t < 0).long(), dim=1) == 0
+    safe_t = torch.where(valid, t, torch.zeros_like(t))
+    is_target = torch.zeros_like(x).scatter_add_(1, safe_t, valid.to(x.dtype)) > 0
+
+    # Non-target scores, sorted ascending; target classes become -inf and sort first.
+    others = torch.where(is_target, torch.full_like(x, -torch.inf), x)
+    sorted_others, _ = torch.sort(others, dim=1)
+    # suffix[k] = sum of sorted_others[k:], with suffix[c] = 0; the -inf entries are only ever in
+    # suffixes we do not read (the threshold below is finite, so k skips past them).
+    finite = torch.where(torch.isneginf(sorted_others), torch.zeros_like(x), sorted_others)
+    suffix = torch.flip(torch.cumsum(torch.flip(finite, [1]), dim=1), [1])
+    suffix = torch.cat([suffix, x.new_zeros(n, 1)], dim=1)
+
+    shift = 1.0 - x.gather(1, safe_t)  # 1 - x_j for each target slot j
+    # First position whose score exceeds -shift: those terms have 1 - x_j + x_i > 0 (strictly,
+    # as torch's kernel; so the gradient at the kink is 0).
+    k = torch.searchsorted(sorted_others.detach(), (-shift).detach().contiguous(), right=True)
+    count = (c - k).to(x.dtype)
+    per_slot = count * shift + suffix.gather(1, k)
+    per_slot = torch.where(valid, per_slot, torch.zeros_like(per_slot))
+    return per_slot.sum(1) / c
+
+
+# ---------------------------------------------------------------- triplet losses
+
+
+def _pairwise_distance(
+    x1: torch.Tensor, x2: torch.Tensor, p: float, eps: float, keepdim: bool = False
+) -> torch.Tensor:
+    # torch adds eps to the difference (not to the norm), so equal vectors are eps*D^(1/p) apart
+    # and the 2-norm never sees an exact zero vector.
+    return torch.linalg.vector_norm(x1 - x2 + eps, ord=p, dim=-1, keepdim=keepdim)
+
+
+def pairwise_distance(
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    keepdim: bool = False,
+) -> torch.Tensor:
+    r"""The ``p``-norm distance between matching rows: :math:`\lVert x_1 - x_2 + \epsilon\rVert_p`.
+
+    The norm is taken over the last dimension; ``x1`` and ``x2`` broadcast against each other
+    (as torch). Note that ``eps`` is added to each component of the difference, not to the norm.
+
+    Args:
+        x1: shape ``(N, D)`` or ``(D,)`` (any ``(*, D)``); floating.
+        x2: broadcastable to ``x1``.
+        p: the norm degree; any real number, ``inf`` included (as :func:`torch.linalg.vector_norm`).
+        eps: added to the difference for numerical stability. Default ``1e-6``.
+        keepdim: keep the reduced last dimension (size 1).
+
+    Returns:
+        Shape ``(N,)`` (or ``(N, 1)`` with ``keepdim``); the promoted floating dtype of the inputs.
+
+    Example:
+        >>> losskit.pairwise_distance(torch.zeros(2, 3), torch.ones(2, 3), p=1.0)
+        tensor([3.0000, 3.0000])
+
+    Mirrors :func:`torch.nn.functional.pairwise_distance`.
+    """
+    x1 = check_floating("x1", x1)
+    x2 = check_floating("x2", x2)
+    try:
+        torch.broadcast_shapes(x1.shape, x2.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"x1 of shape {tuple(x1.shape)} and x2 of shape {tuple(x2.shape)} do not broadcast"
+        ) from None
+    p = check_number("p", p)
+    eps = check_number("eps", eps)
+    keepdim = check_bool("keepdim", keepdim)
+    dtype = torch.promote_types(x1.dtype, x2.dtype)
+    out = _pairwise_distance(upcast(x1), upcast(x2), p, eps, keepdim)
+    return out.to(dtype)
+
+
+def _check_triplet(
+    anchor: object, positive: object, negative: object
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    a = check_floating("anchor", anchor)
+    pos = check_floating("positive", positive)
+    neg = check_floating("negative", negative)
+    # torch only requires the same number of dimensions, then broadcasts; we want equal shapes.
+    check_same_shape("anchor", a, "positive", pos)
+    check_same_shape("anchor", a, "negative", neg)
+    return a, pos, neg
+
+
+def _triplet_hinge(
+    d_pos: torch.Tensor,
+    d_neg: torch.Tensor,
+    d_swap: torch.Tensor | None,
+    margin: float,
+) -> torch.Tensor:
+    if d_swap is not None:
+        d_neg = torch.minimum(d_neg, d_swap)
+    return torch.clamp_min(margin + d_pos - d_neg, 0.0)
+
+
+def triplet_margin_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Triplet loss: the anchor must be nearer its positive than its negative by ``margin``.
+
+    .. math::
+        \ell_i = \max(d(a_i, p_i) - d(a_i, n_i) + \text{margin},\; 0), \qquad
+        d(u, v) = \lVert u - v + \epsilon \rVert_p
+
+    (:func:`pairwise_distance`). With ``swap=True`` (Balntas et al., 2016), :math:`d(a_i, n_i)` is
+    replaced by :math:`\min(d(a_i, n_i), d(p_i, n_i))`.
+
+    Args:
+        anchor: embeddings, shape ``(N, D)`` or ``(D,)``; floating.
+        positive: same shape as ``anchor``.
+        negative: same shape as ``anchor``.
+        margin: must be ``> 0`` (``ValueError`` otherwise, as torch). Default ``1``.
+        p: the norm degree of the distance. Default ``2``.
+        eps: added to the differences (see :func:`pairwise_distance`). Default ``1e-6``.
+        swap: use the distance swap. Default ``False``.
+        reduction: ``"none"`` (shape ``(N,)`` or ``()``), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        Scalar, or ``(N,)`` for ``reduction="none"``.
+
+    Edge cases (as torch): an empty batch gives NaN for ``mean`` and 0 for ``sum``; the hinge passes
+    the gradient at its kink (``clamp_min``); with ``swap`` a tie splits the gradient in half.
+    The three inputs must have the same shape (torch broadcasts them). Extra leading batch
+    dimensions ``(*, D)`` work as in torch.
+
+    Example:
+        >>> a, pos, neg = (torch.randn(16, 8, requires_grad=True) for _ in range(3))
+        >>> losskit.triplet_margin_loss(a, pos, neg, margin=0.2, swap=True).backward()
+
+    Mirrors :func:`torch.nn.functional.triplet_margin_loss`; Balntas et al., "Learning shallow
+    convolutional feature descriptors with triplet losses", BMVC 2016.
+    """
+    anchor, positive, negative = _check_triplet(anchor, positive, negative)
+    if anchor.dim() == 0:
+        raise ValueError("anchor, positive and negative must be (D,) or (N, D), got 0-D tensors")
+    margin = check_positive_margin(margin)
+    p = check_number("p", p)
+    eps = check_number("eps", eps)
+    swap = check_bool("swap", swap)
+    reduction = check_reduction(reduction)
+    a, pos, neg = upcast(anchor), upcast(positive), upcast(negative)
+    d_pos = _pairwise_distance(a, pos, p, eps)
+    d_neg = _pairwise_distance(a, neg, p, eps)
+    d_swap = _pairwise_distance(pos, neg, p, eps) if swap else None
+    loss = _triplet_hinge(d_pos, d_neg, d_swap, margin)
+    return reduce(loss, reduction).to(anchor.dtype)
+
+
+def triplet_margin_with_distance_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    *,
+    distance_function: DistanceFn | None = None,
+    margin: float = 1.0,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Triplet loss with any distance: :math:`\max(d(a, p) - d(a, n) + \text{margin}, 0)`.
+
+    With ``swap=True``, :math:`d(a, n)` is replaced by :math:`\min(d(a, n), d(p, n))`.
+
+    Args:
+        anchor: inputs of shape ``(N, *)`` that ``distance_function`` accepts; floating.
+        positive: same shape as ``anchor``.
+        negative: same shape as ``anchor``.
+        distance_function: a callable ``(x1, x2) -> (N,)`` non-negative distances, e.g.
+            ``lambda x, y: 1 - torch.nn.functional.cosine_similarity(x, y)``. Default:
+            :func:`pairwise_distance` (Euclidean, ``eps=1e-6``). It is called on float32 copies of
+            float16/bfloat16 inputs.
+        margin: must be ``> 0`` (``ValueError`` otherwise, as torch). Default ``1``.
+        swap: use the distance swap. Default ``False``.
+        reduction: ``"none"`` (the distances' shape), ``"mean"`` or ``"sum"``.
+
+    Returns:
+        Scalar, or the distances' shape for ``reduction="none"``.
+
+    Edge cases (as torch): an empty batch gives NaN for ``mean`` and 0 for ``sum``. The three inputs
+    must have the same shape (torch only checks their number of dimensions).
+
+    Example:
+        >>> a, pos, neg = (torch.randn(16, 8, requires_grad=True) for _ in range(3))
+        >>> cos_dist = lambda x, y: 1.0 - torch.nn.functional.cosine_similarity(x, y)
+        >>> losskit.triplet_margin_with_distance_loss(
+        ...     a, pos, neg, distance_function=cos_dist, margin=0.3).backward()
+
+    Mirrors :func:`torch.nn.functional.triplet_margin_with_distance_loss`.
+    """
+    anchor, positive, negative = _check_triplet(anchor, positive, negative)
+    if distance_function is not None and not callable(distance_function):
+        raise TypeError(
+            f"distance_function must be callable or None, got {type(distance_function).__name__}"
+        )
+    margin = check_positive_margin(margin)
+    swap = check_bool("swap", swap)
+    reduction = check_reduction(reduction)
+    if distance_function is None:
+        distance_function = _default_distance
+    a, pos, neg = upcast(anchor), upcast(positive), upcast(negative)
+    d_pos = distance_function(a, pos)
+    d_neg = distance_function(a, neg)
+    d_swap = distance_function(pos, neg) if swap else None
+    loss = _triplet_hinge(d_pos, d_neg, d_swap, margin)
+    return reduce(loss, reduction).to(anchor.dtype)
+
+
+def _default_distance(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    return _pairwise_distance(x1, x2, 2.0, 1e-6)
