@@ -10,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+import losskit
 from losskit.multitask import DynamicTaskPrioritization
 
 
@@ -163,12 +164,6 @@ def test_bad_hyper_parameters(kwargs, error, match):
 # --- combined with focal loss, as in the paper (example-level + task-level prioritisation) ------
 
 
-def local_softmax_focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0):
-    """-(1 - p_t)^gamma · log p_t, mean over the batch (stand-in for losskit.softmax_focal_loss)."""
-    log_pt = torch.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-    return (-((1 - log_pt.exp()) ** gamma) * log_pt).mean()
-
-
 def test_dtp_with_focal_loss_prioritises_the_harder_task():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(128, 6, generator=g)
@@ -183,7 +178,7 @@ def test_dtp_with_focal_loss_prioritises_the_harder_task():
     for _ in range(40):
         h = trunk(x)
         logits = [head(h) for head in heads]
-        losses = [local_softmax_focal_loss(z, t) for z, t in zip(logits, targets, strict=True)]
+        losses = [losskit.softmax_focal_loss(z, t) for z, t in zip(logits, targets, strict=True)]
         total = dtp(losses)
         # the total is sum_t w_t · FL_t with the weights fixed at the last KPI update
         w = dtp.weights

@@ -1,3 +1,57 @@
-"""focal losses (work in progress)."""
+"""Module forms of the focal losses."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import torch
+
+from .. import focal as F
+from .._checks import check_int
+from ._base import Loss
+
+__all__ = ["SigmoidFocalLoss", "SoftmaxFocalLoss"]
+
+
+class SigmoidFocalLoss(Loss):
+    """Module form of :func:`losskit.sigmoid_focal_loss`; ``alpha`` and ``gamma`` checked here."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.alpha = F.check_binary_alpha(alpha)
+        self.gamma = F.check_gamma(gamma)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.sigmoid_focal_loss(input, target, self.alpha, self.gamma, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, {super().extra_repr()}"
+
+
+class SoftmaxFocalLoss(Loss):
+    """Module form of :func:`losskit.softmax_focal_loss`; ``alpha`` (C,) is a buffer."""
+
+    alpha: torch.Tensor | None
+
+    def __init__(
+        self,
+        alpha: torch.Tensor | None = None,
+        gamma: float = 2.0,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(reduction)
+        alpha = F.check_class_alpha(alpha)
+        if alpha is not None and alpha.dim() != 1:
+            raise ValueError(
+                f"alpha must be a 1-D tensor with one weight per class, got shape {tuple(alpha.shape)}"
+            )
+        self.register_buffer("alpha", alpha)
+        self.gamma = F.check_gamma(gamma)
+        self.ignore_index = check_int("ignore_index", ignore_index)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.softmax_focal_loss(
+            input, target, self.alpha, self.gamma, self.ignore_index, self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, ignore_index={self.ignore_index}, {super().extra_repr()}"
