@@ -39,8 +39,49 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit status 2), without the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: str) -> int:
+    print(f"losskit demo: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    import torch
+
+    if args.device not in ("cpu", "cuda"):
+        return _fail(f"--device must be 'cpu' or 'cuda', got {args.device!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return _fail("--device cuda was asked for, but torch sees no CUDA device")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        return _fail(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}")
+    try:
+        import matplotlib  # noqa: F401
+        import rich  # noqa: F401
+        import sklearn  # noqa: F401
+
+        from .demo import DemoConfig, run
+    except ImportError as exc:
+        return _fail(f'the demo needs its extra ({exc.name} is missing): pip install -e ".[demo]"')
+    run(DemoConfig(out=out, seed=args.seed, device=args.device, quick=args.quick))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="losskit", description=__doc__)
+    parser = _Parser(prog="losskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="compare every loss with its NumPy reference and torch")
@@ -53,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="print the catalogue with each loss's formula")
     lst.add_argument("--family", help="only this family")
     lst.set_defaults(func=_cmd_list)
+
+    demo = sub.add_parser("demo", help="train real models on scikit-learn's digits with losskit")
+    demo.add_argument(
+        "--quick", action="store_true", help="a short run (under 30 s on 2 CPU cores)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="random seed (runs are deterministic on CPU)"
+    )
+    demo.add_argument("--device", default="cpu", help="cpu or cuda")
+    demo.add_argument("--out", default="losskit-demo", help="folder for the PNG plots")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
