@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (
+from registry_helpers import (
     FLOATS,
     HALVES,
     call_functional,

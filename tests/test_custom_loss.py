@@ -19,10 +19,10 @@ import torch.nn.functional as TF
 
 import losskit
 import test_conformance as conformance
-from conftest import FLOATS, HALVES
 from losskit import _registry
 from losskit.conformance import check_loss
 from losskit.custom import ElementwiseLoss, default_samples, elementwise_loss
+from registry_helpers import FLOATS, HALVES
 
 F64 = torch.float64
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import call_functional, call_reference, call_torch, loss_params
+from registry_helpers import call_functional, call_reference, call_torch, loss_params
 
 FUZZED = loss_params(where=lambda i: i.random_sample is not None)
 
