@@ -81,7 +81,70 @@ def check_vocab_parallel(rank: int, world: int) -> None:
         raise AssertionError("out-of-range target did not raise")
 
 
-CHECKS = [check_all_gather, check_vocab_parallel]
+def _same_on_every_rank(t: torch.Tensor, what: str) -> None:
+    copies = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(copies, t.contiguous())
+    for r, c in enumerate(copies):
+        _close(c, t, f"{what}: rank {r} differs from rank {dist.get_rank()}")
+
+
+def check_multitask_statistics(rank: int, world: int) -> None:
+    from losskit.multitask import (
+        DynamicTaskPrioritization,
+        DynamicWeightAverage,
+        GradNorm,
+        UncertaintyWeighting,
+    )
+
+    # DTP: every rank sees different KPIs; all fold in their mean, like one process fed the means.
+    kpis = [[0.5 + 0.1 * r, 0.9 - 0.2 * r] for r in range(world)]
+    dtp, single = DynamicTaskPrioritization(2, alpha=0.5), DynamicTaskPrioritization(2, alpha=0.5)
+    for step in range(3):
+        dtp.update_kpis([k + 0.01 * step for k in kpis[rank]])
+        # The twin gets the mean KPIs on every rank alike, so its own averaging changes nothing.
+        single.update_kpis((torch.tensor(kpis, dtype=F64).mean(0) + 0.01 * step).tolist())
+    _same_on_every_rank(dtp.weights.double(), "DTP weights")
+    torch.testing.assert_close(dtp.weights, single.weights, rtol=1e-6, atol=0)
+
+    # DWA: per-rank losses; the stored history is the mean over ranks.
+    dwa = DynamicWeightAverage(2, period="step")
+    for step in range(3):
+        dwa(torch.tensor([1.0 + rank + step, 2.0 / (1 + rank + step)]))
+    _same_on_every_rank(dwa.weights.double(), "DWA weights")
+
+    # GradNorm: the initial losses (and so the loss rates) agree across ranks.
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(3, 4)
+    heads = torch.nn.ModuleList([torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)])
+    gn = GradNorm(2, shared.parameters())
+    x = torch.randn(8, 3, generator=torch.Generator().manual_seed(rank))
+    h = shared(x)
+    gn([heads[0](h).pow(2).mean(), (heads[1](h) - 1 - rank).pow(2).mean()])
+    _same_on_every_rank(gn.initial_losses.double(), "GradNorm initial losses")
+
+    # Learned weights inside the DDP-wrapped module are kept equal by DDP's gradient averaging.
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(3, 2)
+            self.weighting = UncertaintyWeighting(["regression", "regression"])
+
+        def forward(self, x):
+            out = self.net(x)
+            return self.weighting([out[:, 0].pow(2).mean(), (out[:, 1] - 3).pow(2).mean()])
+
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(Model())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(3):
+        x = torch.randn(5, 3, generator=torch.Generator().manual_seed(100 * rank + step))
+        opt.zero_grad()
+        model(x).backward()
+        opt.step()
+    _same_on_every_rank(model.module.weighting.log_vars.detach().double(), "learned log-variances")
+
+
+CHECKS = [check_all_gather, check_vocab_parallel, check_multitask_statistics]
 
 
 def worker(rank: int, world: int, init_file: str) -> None:

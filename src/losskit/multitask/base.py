@@ -10,6 +10,11 @@ Learned quantities are ``nn.Parameter`` s (they go to the optimizer and the ``st
 statistics (loss histories, KPI averages, step counters) are buffers, so they move with ``.to()``
 and survive ``state_dict()`` / ``load_state_dict()``. Task names given as dict keys are kept in
 ``task_names`` and saved in the ``state_dict`` too.
+
+Under ``torch.distributed`` the statistics that strategies keep (DTP's KPI averages, DWA's loss
+history, GradNorm's initial losses) are averaged over the ranks before they are stored, so every rank
+holds the same weights and ranks never diverge. Learned weights are ordinary parameters: put the
+strategy inside the module that DDP wraps (or wrap it in its own DDP) and DDP keeps them in sync.
 """
 
 from __future__ import annotations
@@ -24,10 +29,26 @@ from torch import nn
 from .._checks import check_int, check_number, check_tensor, value_checks_enabled
 from .._precision import compute_dtype
 
-__all__ = ["MultiTaskWeighting", "TaskLosses"]
+__all__ = ["MultiTaskWeighting", "TaskLosses", "mean_over_ranks"]
 
 TaskLosses: TypeAlias = Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | torch.Tensor
 """Per-task losses: a sequence or dict of scalar tensors, or a 1-D tensor with one entry per task."""
+
+
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The average of ``t`` over the ranks of the default process group (``t`` itself without one).
+
+    Used for the statistics a strategy stores, so that every rank computes the same task weights.
+    """
+    import torch.distributed as dist
+
+    from ..distributed import is_distributed
+
+    if not is_distributed():
+        return t
+    total = t.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / dist.get_world_size()
 
 
 def check_task_names(names: object, num_tasks: int) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .._checks import check_int, check_range
-from .base import MultiTaskWeighting, per_task_floats
+from .base import MultiTaskWeighting, mean_over_ranks, per_task_floats
 
 __all__ = ["DynamicTaskPrioritization"]
 
@@ -119,6 +119,7 @@ class DynamicTaskPrioritization(MultiTaskWeighting):
                 raise ValueError(f"{label} must be a KPI in [0, 1], got {f!r}")
             values.append(f)
         k = torch.tensor(values, dtype=self.kpi_ema.dtype, device=self.kpi_ema.device)
+        k = mean_over_ranks(k)  # every rank folds in the same (global) KPIs
         first = self.num_updates == 0
         self.kpi_ema.copy_(
             torch.where(first, k, self.alpha * k + (1.0 - self.alpha) * self.kpi_ema)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import check_range
-from .base import MultiTaskWeighting
+from .base import MultiTaskWeighting, mean_over_ranks
 
 __all__ = ["DynamicWeightAverage"]
 
@@ -108,7 +108,7 @@ class DynamicWeightAverage(MultiTaskWeighting):
 
     @torch.no_grad()
     def _close_period(self) -> None:
-        mean = self.running_sum / self.running_count
+        mean = mean_over_ranks(self.running_sum / self.running_count)  # same history on every rank
         self.loss_history.copy_(torch.stack([mean, self.loss_history[0]]))
         self.num_periods += 1
         self.running_sum.zero_()

@@ -10,7 +10,7 @@ from torch import nn
 
 from .._checks import check_range, value_checks_enabled
 from .._precision import compute_dtype
-from .base import MultiTaskWeighting, TaskLosses
+from .base import MultiTaskWeighting, TaskLosses, mean_over_ranks
 
 __all__ = ["GradNorm"]
 
@@ -164,7 +164,8 @@ class GradNorm(MultiTaskWeighting):
                 "GradNorm needs task losses attached to the model's autograd graph, got losses "
                 "that do not require grad (use gn.eval() for a plain weighted sum)"
             )
-        detached = losses.detach()
+        # The loss rates r_t come from losses averaged over the ranks, so the targets agree.
+        detached = mean_over_ranks(losses.detach())
         first = self.num_steps == 0
         if value_checks_enabled():
             bad = (detached < 0) | (first & (detached == 0))
