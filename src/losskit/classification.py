@@ -22,6 +22,7 @@ from ._checks import (
 )
 from ._precision import upcast
 from ._reduction import check_reduction, reduce, weighted_mean
+from .kernels import dispatch as _kernels
 
 __all__ = [
     "binary_cross_entropy",
@@ -165,10 +166,10 @@ def cross_entropy(
     num_classes = input.shape[1]
     check_class_weight(weight, num_classes, input)
 
-    log_probs = F.log_softmax(upcast(input), dim=1)
     w = upcast(weight)
     if target.is_floating_point():
         check_same_shape("input", input, "target", target)
+        log_probs = F.log_softmax(upcast(input), dim=1)
         probs = upcast(target)
         if label_smoothing > 0.0:
             probs = probs * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -179,7 +180,14 @@ def cross_entropy(
     else:
         _check_index_target(input, target)
         check_class_indices(target, num_classes, ignore_index)
-        out = _nll_from_log_probs(log_probs, target, w, ignore_index, reduction, label_smoothing)
+        out = _kernels.maybe_cross_entropy(
+            input, target, weight, ignore_index, reduction, label_smoothing
+        )
+        if out is None:  # no fused kernel for this call: the PyTorch formula
+            log_probs = F.log_softmax(upcast(input), dim=1)
+            out = _nll_from_log_probs(
+                log_probs, target, w, ignore_index, reduction, label_smoothing
+            )
     if unbatched and reduction == "none":
         out = out.squeeze(0)
     return out.to(input.dtype)
@@ -342,6 +350,11 @@ def binary_cross_entropy_with_logits(
     pos_weight = check_optional_floating("pos_weight", pos_weight)
     if pos_weight is not None:
         _check_broadcasts_to("pos_weight", pos_weight, input)
+    fast = _kernels.maybe_binary_cross_entropy_with_logits(
+        input, target, weight, reduction, pos_weight
+    )
+    if fast is not None:
+        return fast
     x, y = upcast(input), upcast(target)
     # softplus(-x) = log(1 + e^{-|x|}) + max(-x, 0), taken from logsigmoid: written with abs()
     # and clamp(), autograd would give the wrong subgradient at x = 0 exactly (-1, not -1/2).

@@ -11,6 +11,7 @@ import torch
 from ._checks import check_bool, check_floating, check_same_shape
 from ._precision import upcast
 from ._reduction import REDUCTIONS_WITH_BATCHMEAN, check_reduction, reduce
+from .kernels import dispatch as _kernels
 
 __all__ = ["kl_div"]
 
@@ -62,6 +63,9 @@ def kl_div(
     check_same_shape("input", input, "target", target)
     reduction = check_reduction(reduction, REDUCTIONS_WITH_BATCHMEAN)
     log_target = check_bool("log_target", log_target)
+    fast = _kernels.maybe_kl_div(input, target, reduction, log_target)
+    if fast is not None:
+        return fast
     x, t = upcast(input), upcast(target)
     if log_target:
         loss = torch.exp(t) * (t - x)

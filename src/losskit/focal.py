@@ -27,6 +27,7 @@ from ._checks import (
 )
 from ._precision import upcast
 from ._reduction import check_reduction, reduce, weighted_mean
+from .kernels import dispatch as _kernels
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
 
@@ -122,6 +123,9 @@ def sigmoid_focal_loss(
     alpha = check_binary_alpha(alpha)
     gamma = check_gamma(gamma)
     check_values_in("target", target, 0.0, 1.0)
+    fast = _kernels.maybe_sigmoid_focal_loss(input, target, alpha, gamma, reduction)
+    if fast is not None:
+        return fast
 
     x = upcast(input)
     y = target.detach().to(x.dtype)

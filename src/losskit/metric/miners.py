@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 
 from .._precision import upcast
+from ..kernels.triplet.loss import maybe_batch_hard_mining
 from ._common import (
     CHUNK_ELEMENTS,
     check_choice,
@@ -261,6 +262,11 @@ def batch_hard_from_embeddings(
     """
     if x.shape[0] == 0:
         return _empty_triplets(x.device)
+    mined = maybe_batch_hard_mining(x, labels, metric)  # the fused kernel on CUDA, else None
+    if mined is not None:
+        pos, neg = mined
+        anchors = ((pos >= 0) & (neg >= 0)).nonzero(as_tuple=True)[0]
+        return Triplets(anchors, pos[anchors], neg[anchors])
     with torch.no_grad():
         g = label_groups(labels)
         scores = ordering_matrix(x, metric, p)  # a fresh tensor: modified in place below

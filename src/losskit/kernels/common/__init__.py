@@ -1,0 +1,1 @@
+"""Pieces shared by the kernels: the backward that scales a gradient computed in the forward."""

@@ -1,0 +1,1 @@
+"""Fused cross entropy (class-index targets)."""

@@ -1,0 +1,1 @@
+"""Fused KL divergence (element-wise) and logits-in distillation losses (KL, JSD)."""

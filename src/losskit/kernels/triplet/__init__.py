@@ -1,0 +1,1 @@
+"""Batch-hard triplet mining without more than O(B) memory."""
