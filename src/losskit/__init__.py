@@ -10,13 +10,15 @@ box losses in :mod:`losskit.gan` and :mod:`losskit.boxes`; metric learning in
 :mod:`losskit.metric`; multi-task weighting in :mod:`losskit.multitask`.
 """
 
-from . import boxes, distributed, gan, metric, multitask, nn, reference
+from . import boxes, distributed, gan, kernels, metric, multitask, nn, reference
 from ._checks import get_checks, set_checks
 from ._reduction import REDUCTIONS
 from .classification import *
 from .custom import *
+from .distillation import *
 from .divergence import *
 from .focal import *
+from .linear import *
 from .ranking import *
 from .regression import *
 from .sequence import *

@@ -3,9 +3,11 @@
 from ._base import Loss, WeightedLoss
 from .boxes import *
 from .classification import *
+from .distillation import *
 from .divergence import *
 from .focal import *
 from .gan import *
+from .linear import *
 from .metric import *
 from .perceptual import *
 from .ranking import *

@@ -6,9 +6,11 @@ calls torch. They are the test oracle and the documentation a reader can trust.
 
 from .boxes import *
 from .classification import *
+from .distillation import *
 from .divergence import *
 from .focal import *
 from .gan import *
+from .linear import *
 from .metric import *
 from .ranking import *
 from .regression import *

@@ -3,9 +3,11 @@
 from . import (
     boxes,
     classification,
+    distillation,
     divergence,
     focal,
     gan,
+    linear,
     metric,
     ranking,
     regression,
