@@ -60,3 +60,11 @@ def test_list_prints_every_loss_with_its_formula(capsys):
 
 def test_check_with_an_unknown_loss_is_a_usage_error(capsys):
     assert cli.main(["check", "--loss", "no_such_loss"]) == 2
+
+
+def test_bench_with_an_unknown_case_or_device_exits_2(tmp_path, capsys):
+    assert cli.main(["bench", "--case", "no_such_case", "--out", str(tmp_path)]) == 2
+    assert "unknown case 'no_such_case'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert cli.main(["bench", "--device", "cuda", "--out", str(tmp_path)]) == 2
+        assert "no CUDA device" in capsys.readouterr().err

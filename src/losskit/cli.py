@@ -80,6 +80,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    compile_flag = {"auto": None, "on": True, "off": False}[args.compile]
+    return run(args.device, args.case, args.out, compile=compile_flag)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="losskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="print the catalogue with each loss's formula")
     lst.add_argument("--family", help="only this family")
     lst.set_defaults(func=_cmd_list)
+
+    bench = sub.add_parser(
+        "bench", help="time the hot losses against torch, torch.compile and the peers"
+    )
+    bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    bench.add_argument("--case", help="only this case (default: all)")
+    bench.add_argument("--out", default="bench-out", help="folder for results.md/csv/png")
+    bench.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="include torch.compile (auto: on CUDA only)",
+    )
+    bench.set_defaults(func=_cmd_bench)
 
     demo = sub.add_parser("demo", help="train real models on scikit-learn's digits with losskit")
     demo.add_argument(
