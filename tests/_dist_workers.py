@@ -6,14 +6,16 @@ itself and compare its own share against it; a failed assertion propagates to th
 
 from __future__ import annotations
 
-import datetime
-import os
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as TF
 
-from losskit.distributed import all_gather_with_grad, vocab_parallel_cross_entropy
+from losskit.distributed import (
+    CrossRankLoss,
+    all_gather_with_grad,
+    gather_embeddings,
+    vocab_parallel_cross_entropy,
+)
 
 F64 = torch.float64
 
@@ -144,21 +146,63 @@ def check_multitask_statistics(rank: int, world: int) -> None:
     _same_on_every_rank(model.module.weighting.log_vars.detach().double(), "learned log-variances")
 
 
-CHECKS = [check_all_gather, check_vocab_parallel, check_multitask_statistics]
+def _metric_losses():
+    import losskit.nn
+    from losskit.metric import contrastive_loss, multi_similarity_loss, triplet_loss
+
+    return {
+        "triplet batch_hard": lambda e, y: triplet_loss(e, y, margin=0.3, mining="batch_hard"),
+        "triplet batch_all": lambda e, y: triplet_loss(e, y, margin=0.3, mining="batch_all"),
+        "triplet semi_hard cosine": lambda e, y: triplet_loss(
+            e, y, margin=0.3, mining="semi_hard", metric="cosine"
+        ),
+        "triplet soft margin sum": lambda e, y: triplet_loss(
+            e, y, soft_margin=True, reduction="sum"
+        ),
+        "contrastive": lambda e, y: contrastive_loss(e, y, pos_margin=0.1, neg_margin=1.5),
+        "multi-similarity": lambda e, y: multi_similarity_loss(e, y),
+        "TripletLoss module": losskit.nn.TripletLoss(margin=0.3),
+    }
 
 
-def worker(rank: int, world: int, init_file: str) -> None:
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback only
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"file://{init_file}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        for check in CHECKS:
-            check(rank, world)
-    finally:
-        dist.destroy_process_group()
+def check_cross_rank_metric_learning(rank: int, world: int) -> None:
+    """Mining over the global batch: each rank's loss is the single-process loss on the
+    concatenated batch, and after DDP's averaging each rank holds the single-process gradients."""
+    sizes = [5 + 2 * r for r in range(world)]  # uneven batches
+    g = torch.Generator().manual_seed(11)
+    x_all = torch.randn(sum(sizes), 6, generator=g, dtype=F64)
+    y_all = torch.randint(0, 4, (sum(sizes),), generator=g)
+    start = sum(sizes[:rank])
+    x, y = x_all[start : start + sizes[rank]], y_all[start : start + sizes[rank]]
+
+    torch.manual_seed(0)
+    single = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    single = single.double()
+    model = torch.nn.parallel.DistributedDataParallel(copy_module(single))
+    for name, loss_fn in _metric_losses().items():
+        single.zero_grad()
+        model.zero_grad()
+        expected = loss_fn(single(x_all), y_all)
+        expected.backward()
+        if isinstance(loss_fn, torch.nn.Module):
+            got = CrossRankLoss(loss_fn)(model(x), y)
+        else:
+            got = loss_fn(*gather_embeddings(model(x), y))
+        got.backward()
+        _close(got, expected, f"{name}: loss")
+        for (pname, p), q in zip(model.module.named_parameters(), single.parameters(), strict=True):
+            _close(p.grad, q.grad, f"{name}: gradient of {pname}")
+
+
+def copy_module(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module)
+
+
+CHECKS = [
+    check_all_gather,
+    check_vocab_parallel,
+    check_multitask_statistics,
+    check_cross_rank_metric_learning,
+]

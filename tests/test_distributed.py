@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import losskit
+from dist_harness import run_ranks
 from losskit.distributed import all_gather_with_grad, vocab_parallel_cross_entropy
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
-
-TIME_LIMIT_S = 150
 
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_distributed_equals_single_process(world, tmp_path):
     import _dist_workers
 
-    ctx = mp.start_processes(
-        _dist_workers.worker,
-        args=(world, str(tmp_path / "rendezvous")),
-        nprocs=world,
-        join=False,
-        start_method="spawn",
-    )
-    deadline = time.monotonic() + TIME_LIMIT_S
-    while not ctx.join(timeout=2):  # raises ProcessRaisedException with the rank's traceback
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail(f"{world} ranks did not finish within {TIME_LIMIT_S} s (a rank hung)")
+    run_ranks(_dist_workers.CHECKS, world, tmp_path)
 
 
 def test_without_a_process_group_everything_falls_back_to_one_process():
@@ -55,3 +39,21 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="0-D"):
         all_gather_with_grad(torch.tensor(1.0))
     assert losskit.distributed is not None
+
+
+def test_cross_rank_metric_learning_without_a_group_is_the_plain_loss():
+    from losskit.distributed import CrossRankLoss, gather_embeddings
+    from losskit.metric import triplet_loss
+
+    emb = torch.randn(8, 3)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    e, y = gather_embeddings(emb, labels)
+    assert e is emb and y is labels
+    torch.testing.assert_close(
+        CrossRankLoss(losskit.nn.TripletLoss(margin=0.3))(emb, labels),
+        triplet_loss(emb, labels, margin=0.3),
+    )
+    with pytest.raises(ValueError, match=r"labels must be \(B,\).*\(8, 3\).*\(7,\)"):
+        gather_embeddings(emb, labels[:7])
+    with pytest.raises(TypeError, match="loss must be a callable"):
+        CrossRankLoss(3)

@@ -1,4 +1,5 @@
-"""losskit on ``torch.distributed``: a differentiable all-gather and vocab-parallel cross entropy.
+"""losskit on ``torch.distributed``: a differentiable all-gather, cross-rank metric learning and
+vocab-parallel cross entropy.
 
 Scaling convention (SPMD): every rank computes the *same global loss* from gathered data. The
 backward of :func:`all_gather_with_grad` therefore sums, over ranks, the gradients that land on each
@@ -19,8 +20,10 @@ from ._checks import check_class_indices, check_floating, check_int, check_range
 from ._reduction import check_reduction
 
 __all__ = [
+    "CrossRankLoss",
     "all_gather_no_grad",
     "all_gather_with_grad",
+    "gather_embeddings",
     "is_distributed",
     "vocab_parallel_cross_entropy",
 ]
@@ -99,6 +102,58 @@ def all_gather_no_grad(
         return tensor
     sizes = _gather_sizes(tensor.shape[0], tensor.device, group)
     return _gather_padded(tensor.detach(), sizes, group)
+
+
+def gather_embeddings(
+    embeddings: torch.Tensor, labels: torch.Tensor, group: dist.ProcessGroup | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The global batch of metric learning: every rank's embeddings (with gradient) and labels.
+
+    Pass the result to any :mod:`losskit.metric` loss to mine across all ranks, so that an anchor
+    on one rank finds its hardest positive or negative on another::
+
+        loss = losskit.metric.triplet_loss(*gather_embeddings(model(x), y), mining="batch_hard")
+
+    Every rank then computes the same global loss; with DDP's gradient averaging each rank ends
+    up with the gradient of the single-process loss on the concatenated batch (the convention of
+    :func:`all_gather_with_grad`). Ranks may hold different batch sizes.
+
+    Args:
+        embeddings: ``(B_r, D)`` on this rank.
+        labels: ``(B_r,)`` on this rank.
+        group: the process group (default: the world).
+
+    Returns:
+        ``(sum_r B_r, D)`` embeddings and ``(sum_r B_r,)`` labels, rank 0's rows first; the inputs
+        themselves without an initialised group.
+    """
+    check_tensor("embeddings", embeddings)
+    check_tensor("labels", labels)
+    if embeddings.dim() < 1 or labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"labels must be (B,) with B = embeddings.shape[0]; got embeddings "
+            f"{tuple(embeddings.shape)} and labels {tuple(labels.shape)}"
+        )
+    return all_gather_with_grad(embeddings, group), all_gather_no_grad(labels, group)
+
+
+class CrossRankLoss(torch.nn.Module):
+    """Wrap a metric-learning loss ``loss(embeddings, labels)`` so it mines over the global batch.
+
+    ``CrossRankLoss(losskit.nn.TripletLoss(margin=0.2))(embeddings, labels)`` gathers every rank's
+    embeddings and labels (:func:`gather_embeddings`) and applies the wrapped loss to them. Outside
+    a process group it is the wrapped loss unchanged.
+    """
+
+    def __init__(self, loss: torch.nn.Module, group: dist.ProcessGroup | None = None) -> None:
+        super().__init__()
+        if not callable(loss):
+            raise TypeError(f"loss must be a callable loss(embeddings, labels), got {loss!r}")
+        self.loss = loss
+        self.group = group
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(*gather_embeddings(embeddings, labels, self.group))
 
 
 class _VocabParallelCrossEntropy(torch.autograd.Function):
