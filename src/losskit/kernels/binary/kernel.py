@@ -16,6 +16,8 @@ gradient scaled by ``1/n`` or 1 next to per-block partial sums of the loss. Per 
 import triton
 import triton.language as tl
 
+from ..common.kernel import store_elementwise_result
+
 
 @triton.jit
 def _log_sigmoid(x):
@@ -128,14 +130,6 @@ def binary_kernel(
     loss, grad = _binary_loss_grad(
         x, y, w, pw, alpha, gamma, FOCAL, PW_MODE != 0, USE_ALPHA, GAMMA_INT
     )
-    if LOSS:
-        if REDUCE:
-            tl.store(OUT + pid, tl.sum(tl.where(mask, loss, 0.0), 0))
-        else:
-            tl.store(OUT + offs, loss.to(OUT.dtype.element_ty), mask=mask)
-    if GRAD:
-        if ROW_SCALE:
-            grad = grad * tl.load(GO + offs, mask=mask, other=0.0).to(tl.float32)
-        else:
-            grad = grad * grad_scale
-        tl.store(G + offs, grad.to(G.dtype.element_ty), mask=mask)
+    store_elementwise_result(
+        OUT, G, GO, pid, offs, mask, loss, grad, grad_scale, LOSS, REDUCE, GRAD, ROW_SCALE
+    )

@@ -18,6 +18,8 @@ blocks, twice (KL) or three times (JSD).
 import triton
 import triton.language as tl
 
+from ..common.kernel import store_elementwise_result
+
 
 @triton.jit
 def kl_pointwise_kernel(
@@ -48,17 +50,9 @@ def kl_pointwise_kernel(
         # xlogy(t, t): 0 at t == 0; NaN for t < 0 (log of a negative), as torch.
         loss = tl.where(t == 0.0, 0.0, t * tl.log(t)) - t * x
         grad = -t
-    if LOSS:
-        if REDUCE:
-            tl.store(OUT + pid, tl.sum(tl.where(mask, loss, 0.0), 0))
-        else:
-            tl.store(OUT + offs, loss.to(OUT.dtype.element_ty), mask=mask)
-    if GRAD:
-        if ROW_SCALE:
-            grad = grad * tl.load(GO + offs, mask=mask, other=0.0).to(tl.float32)
-        else:
-            grad = grad * grad_scale
-        tl.store(G + offs, grad.to(G.dtype.element_ty), mask=mask)
+    store_elementwise_result(
+        OUT, G, GO, pid, offs, mask, loss, grad, grad_scale, LOSS, REDUCE, GRAD, ROW_SCALE
+    )
 
 
 @triton.jit
