@@ -72,6 +72,12 @@ def check_vocab_parallel(rank: int, world: int) -> None:
                 full.grad[..., start : start + shard_sizes[rank]],
                 f"grad {reduction} eps={smoothing}",
             )
+    # Every target ignored: mean is NaN (0/0, as torch) and the gradient is zero, not NaN.
+    local = logits[..., start : start + shard_sizes[rank]].clone().requires_grad_(True)
+    ours = vocab_parallel_cross_entropy(local, torch.full((2, 3), -100))
+    assert torch.isnan(ours), ours
+    ours.backward()
+    _close(local.grad, torch.zeros_like(local), "gradient with every target ignored")
     # The class-range check raises on every rank alike (the target is replicated).
     try:
         vocab_parallel_cross_entropy(

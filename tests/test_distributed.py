@@ -36,6 +36,8 @@ def test_bad_input_is_a_clear_error():
         vocab_parallel_cross_entropy(torch.randn(5, 7), torch.zeros(4, dtype=torch.long))
     with pytest.raises(TypeError, match="target must hold class indices"):
         vocab_parallel_cross_entropy(torch.randn(5, 7), torch.zeros(5))
+    with pytest.raises(TypeError, match="target must hold class indices"):
+        vocab_parallel_cross_entropy(torch.randn(5, 7), torch.zeros(5, dtype=torch.bool))
     with pytest.raises(ValueError, match="0-D"):
         all_gather_with_grad(torch.tensor(1.0))
     assert losskit.distributed is not None

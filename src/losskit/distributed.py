@@ -26,6 +26,7 @@ __all__ = [
     "gather_embeddings",
     "is_distributed",
     "vocab_parallel_cross_entropy",
+    "vocab_parallel_linear_cross_entropy",
 ]
 
 
@@ -213,7 +214,8 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
             scale = grad_out.to(grad.dtype).expand(x.shape[0])
         else:
             scale = (grad_out.to(grad.dtype) / keep.sum()).expand(x.shape[0])
-        grad = grad * (scale * keep)[:, None]
+        # where(), not a product with keep: with every target ignored, mean's scale is inf.
+        grad = torch.where(keep[:, None], grad * scale[:, None], torch.zeros_like(grad))
         return grad.reshape(shape).to(dtype), None, None, None, None, None
 
 
@@ -249,7 +251,7 @@ def vocab_parallel_cross_entropy(
     """
     check_floating("local_logits", local_logits)
     check_tensor("target", target)
-    if target.is_floating_point():
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         raise TypeError(f"target must hold class indices (int64), got {target.dtype}")
     reduction = check_reduction(reduction)
     ignore_index = check_int("ignore_index", ignore_index)
@@ -270,3 +272,7 @@ def vocab_parallel_cross_entropy(
     return _VocabParallelCrossEntropy.apply(
         local_logits, target, group, ignore_index, label_smoothing, reduction
     )
+
+
+# At the end: the sharded-projection variant builds on the helpers above.
+from ._vocab_parallel_linear import vocab_parallel_linear_cross_entropy  # noqa: E402
