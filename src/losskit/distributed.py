@@ -9,6 +9,10 @@ gradient of the single-process loss on the concatenated batch.
 Without an initialised process group (or with a world of one) every function here falls back to
 its single-process behaviour: :func:`all_gather_with_grad` returns its input and
 :func:`vocab_parallel_cross_entropy` is plain cross entropy on the local logits.
+
+Errors: checks of replicated arguments (the targets' class range) raise on every rank alike.
+A check of a rank's own tensors (a wrong shard shape, say) raises on that rank only; the other
+ranks then wait in their next collective until the process group's timeout.
 """
 
 from __future__ import annotations

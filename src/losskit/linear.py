@@ -236,6 +236,11 @@ def _check_linear_args(
     out_shape = tuple(linear_weight.shape[:-1])
     if linear_bias is not None and tuple(linear_bias.shape) != out_shape:
         raise ValueError(f"linear_bias must have shape {out_shape}, got {tuple(linear_bias.shape)}")
+    if linear_bias is not None and linear_bias.dtype != input.dtype:
+        raise TypeError(
+            f"linear_bias has dtype {linear_bias.dtype} but input has {input.dtype}; "
+            "they must match"
+        )
     if len(out_shape) > 1 and input.dim() == 1:
         raise ValueError(
             f"a K-dimensional linear_weight of shape {tuple(linear_weight.shape)} needs a "

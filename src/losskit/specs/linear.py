@@ -60,6 +60,12 @@ def _lce_errors() -> list[ErrorCase]:
         ErrorCase((x, w, torch.tensor([0, 1, 5, 2])), {}, IndexError, r"Target 5 is out of bounds"),
         ErrorCase((x, w, t[:3]), {}, ValueError, r"Expected target size \(4,\)"),
         ErrorCase((x, w, t), {"linear_bias": torch.randn(4)}, ValueError, r"linear_bias.*\(5,\)"),
+        ErrorCase(
+            (x, w, t),
+            {"linear_bias": torch.randn(5, dtype=torch.float64)},
+            TypeError,
+            r"linear_bias has dtype torch.float64",
+        ),
         ErrorCase((x, w, t), {"label_smoothing": 2.0}, ValueError, r"label_smoothing"),
         ErrorCase((x, w, t), {"chunk_size": 0}, ValueError, r"chunk_size.*>= 1"),
         ErrorCase((x[None], w, t), {}, ValueError, r"input must be \(in_features,\)"),
