@@ -89,6 +89,38 @@ def check_vocab_parallel(rank: int, world: int) -> None:
         raise AssertionError("out-of-range target did not raise")
 
 
+def check_vocab_parallel_collectives(rank: int, world: int) -> None:
+    """Forward: the shard sizes, the row max and one stacked sum; backward: no collective."""
+    shard_sizes = {2: [3, 8], 3: [2, 4, 5]}[world]
+    start = sum(shard_sizes[:rank])
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(4, sum(shard_sizes), generator=g, dtype=F64)
+    target = torch.randint(0, sum(shard_sizes), (4,), generator=g)
+    local = logits[:, start : start + shard_sizes[rank]].clone().requires_grad_(True)
+    calls = []
+    real = {name: getattr(dist, name) for name in ("all_gather", "all_reduce")}
+
+    def counting(name):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return real[name](*args, **kwargs)
+
+        return wrapper
+
+    try:
+        for name in real:
+            setattr(dist, name, counting(name))
+        loss = vocab_parallel_cross_entropy(local, target, label_smoothing=0.1)
+        forward, calls[:] = list(calls), []
+        loss.backward()
+        backward = list(calls)
+    finally:
+        for name, fn in real.items():
+            setattr(dist, name, fn)
+    assert forward == ["all_gather", "all_reduce", "all_reduce"], forward
+    assert backward == [], backward
+
+
 def _same_on_every_rank(t: torch.Tensor, what: str) -> None:
     copies = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(copies, t.contiguous())
@@ -209,6 +241,7 @@ def copy_module(module: torch.nn.Module) -> torch.nn.Module:
 CHECKS = [
     check_all_gather,
     check_vocab_parallel,
+    check_vocab_parallel_collectives,
     check_multitask_statistics,
     check_cross_rank_metric_learning,
 ]

@@ -176,21 +176,22 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
 
         row_max = x.max(dim=1).values if local_v else x.new_full((x.shape[0],), -torch.inf)
         dist.all_reduce(row_max, op=dist.ReduceOp.MAX, group=group)
-        sum_exp = torch.exp(x - row_max[:, None]).sum(dim=1)
-        dist.all_reduce(sum_exp, op=dist.ReduceOp.SUM, group=group)
-        lse = row_max + torch.log(sum_exp)
 
         keep = t != ignore_index
         local_t = t - start
-        mine = keep & (local_t >= 0) & (local_t < local_v)
+        mine = keep & (local_t >= 0) & (local_t < local_v)  # this shard holds the target's column
         picked = x.gather(1, torch.where(mine, local_t, 0).unsqueeze(1)).squeeze(1)
-        target_logit = torch.where(mine, picked, torch.zeros_like(picked))
-        dist.all_reduce(target_logit, op=dist.ReduceOp.SUM, group=group)
-        loss = lse - target_logit
+        # One all-reduce for every per-row sum: the exponentials, the target logit (non-zero on
+        # one rank only) and, for label smoothing, the row sum of logits.
+        sums = [torch.exp(x - row_max[:, None]).sum(dim=1), torch.where(mine, picked, 0.0)]
         if label_smoothing > 0.0:
-            row_sum = x.sum(dim=1)
-            dist.all_reduce(row_sum, op=dist.ReduceOp.SUM, group=group)
-            smooth = vocab * lse - row_sum  # -sum_v log p_v
+            sums.append(x.sum(dim=1))
+        sums = torch.stack(sums)
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
+        lse = row_max + torch.log(sums[0])
+        loss = lse - sums[1]
+        if label_smoothing > 0.0:
+            smooth = vocab * lse - sums[2]  # -sum_v log p_v
             loss = (1.0 - label_smoothing) * loss + label_smoothing / vocab * smooth
         loss = torch.where(keep, loss, torch.zeros_like(loss))
 
@@ -234,8 +235,8 @@ def vocab_parallel_cross_entropy(
     r"""Cross entropy over logits sharded along the vocabulary across tensor-parallel ranks.
 
     Rank ``r`` holds columns ``[start_r, start_r + V_r)`` of the full ``(..., V)`` logits (shards
-    may be uneven; ranks are ordered by rank). Three all-reduces per call (max, sum of exponentials,
-    target logit; a fourth for label smoothing) give
+    may be uneven; ranks are ordered by rank). Two all-reduces per call (the row max, then the
+    stacked sums of exponentials, target logits and, with label smoothing, logits) give
 
     .. math:: \ell_i = \log\sum_v e^{x_{iv}} - (1-\varepsilon)\, x_{i,t_i}
               - \frac{\varepsilon}{V}\sum_v x_{iv}
