@@ -162,6 +162,27 @@ def test_softmax_focal_gradient_at_logits_30_matches_the_closed_form(gamma):
     np.testing.assert_allclose(value.numpy(), ref, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", (F64, torch.float32), ids=str)
+def test_binary_gradients_keep_their_relative_precision_in_the_tails(dtype):
+    # d BCE / dx = (1 - y) σ(x) - y σ(-x) is tiny but representable where the loss saturates
+    # towards 0; the form (1 - y) x - logsigmoid(x) cancels there (float32: 0 at x = -20).
+    x = torch.tensor([-80.0, -20.0, -16.0, -3.0, 3.0, 16.0, 20.0, 80.0], dtype=dtype)
+    for y in (0.0, 1.0):
+        t = torch.full_like(x, y)
+        xd = x.double()
+        expected = (1 - y) * torch.sigmoid(xd) - y * torch.sigmoid(-xd)
+        for fn in (
+            losskit.binary_cross_entropy_with_logits,
+            lambda a, b, **kw: losskit.sigmoid_focal_loss(a, b, alpha=-1.0, gamma=0.0, **kw),
+            lambda a, b, **kw: losskit.binary_cross_entropy_with_logits(
+                a, b, pos_weight=torch.ones((), dtype=dtype), **kw
+            ),
+        ):
+            xg = x.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(fn(xg, t, reduction="sum"), xg)
+            torch.testing.assert_close(g.double(), expected, rtol=1e-6, atol=0.0)
+
+
 @pytest.mark.parametrize("dtype", (F64, torch.float32, torch.float16, torch.bfloat16), ids=str)
 @pytest.mark.parametrize("gamma", GAMMAS)
 def test_focal_losses_are_finite_at_logits_1e4_in_every_dtype(gamma, dtype):

@@ -27,6 +27,7 @@ from ._checks import (
 )
 from ._precision import upcast
 from ._reduction import check_reduction, reduce, weighted_mean
+from .classification import bce_with_logits_terms
 from .kernels import dispatch as _kernels
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
@@ -129,14 +130,15 @@ def sigmoid_focal_loss(
 
     x = upcast(input)
     y = target.detach().to(x.dtype)
-    log_p = F.logsigmoid(x)
-    # BCE with logits in the form of losskit.binary_cross_entropy_with_logits, so that gamma = 0
-    # gives it bit for bit: (1 - y) x + softplus(-x), softplus(-x) = -log σ(x).
-    loss = (1.0 - y) * x - log_p
+    # The BCE term of losskit.binary_cross_entropy_with_logits, so that gamma = 0 gives it bit
+    # for bit.
+    loss = bce_with_logits_terms(x, y)
     if gamma != 0.0:
         # log(1 - p_t) = log((1 - y) σ(x) + y σ(-x)); log(0) = -inf selects one term for hard
         # labels, and logaddexp gives the -inf term exactly zero weight (value and gradient).
-        log_q = torch.logaddexp(log_p + torch.log1p(-y), F.logsigmoid(-x) + torch.log(y))
+        log_q = torch.logaddexp(
+            F.logsigmoid(x) + torch.log1p(-y), F.logsigmoid(-x) + torch.log(y)
+        )
         loss = torch.exp(gamma * log_q) * loss
     if alpha >= 0.0:
         loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss

@@ -76,7 +76,9 @@ def arcface_loss(
     if easy_margin:
         target = torch.where(cos_y > 0, shifted, cos_y)
     else:
-        # cos(theta + m) stops decreasing past theta = pi - m; continue linearly instead.
+        # cos(theta + m) stops decreasing past theta = pi - m: there the target logit becomes
+        # cos(theta) - m sin(m) (insightface's fallback; a jump at theta = pi - m, not a smooth
+        # extension, but still a penalty that grows with theta).
         target = torch.where(
             cos_y > math.cos(math.pi - margin), shifted, cos_y - margin * math.sin(margin)
         )

@@ -137,8 +137,11 @@ def semi_hard_triplets(
         :class:`Triplets`, one per (anchor, positive) pair of an anchor that has a negative, in
         lexicographic (anchor, positive) order.
 
-    Reference: Schroff, Kalenichenko & Philbin, "FaceNet" (CVPR 2015), section 3.2; the choice of
-    the closest semi-hard negative as in TensorFlow Addons' ``triplet_semihard_loss``.
+    Reference: Schroff, Kalenichenko & Philbin, "FaceNet" (CVPR 2015), section 3.2. The fallback
+    differs from TensorFlow Addons' ``triplet_semihard_loss`` (which takes the closest negative
+    farther than the positive, beyond the margin if need be, so such anchors often give loss 0)
+    and from pytorch-metric-learning's miner (which drops such anchors): the hardest negative
+    keeps every anchor with a negative training.
     """
     x, labels, metric, p = _check(embeddings, labels, metric, p)
     margin = check_nonnegative("margin", margin)
