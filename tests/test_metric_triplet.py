@@ -8,6 +8,7 @@ loop over every triplet (no Gram form, no masks, no chunking).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -410,3 +411,25 @@ def test_no_cubic_allocation_at_batch_2048(mining):
     )
     # Nothing near B³ = 8.6e9: the biggest tensors are B x B matrices (or a chunk of that size).
     assert largest <= b * b, f"{op} returned {largest} elements"
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_a_nan_or_inf_embedding_makes_the_loss_nan_instead_of_dropping_out(bad, reduction):
+    # Mining compares distances and NaN fails every comparison: the loss must not quietly skip it.
+    from losskit.metric import contrastive_loss, multi_similarity_loss
+
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0), dtype=F64)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    x[3, 1] = bad
+    losses = [
+        lambda e, m=m: triplet_loss(e, labels, mining=m, reduction=reduction)
+        for m in ("batch_hard", "batch_all", "semi_hard")
+    ] + [
+        lambda e: contrastive_loss(e, labels, reduction=reduction),
+        lambda e: multi_similarity_loss(e, labels, reduction=reduction),
+    ]
+    for loss in losses:
+        out = loss(x)
+        assert out.numel() > 0 and torch.isnan(out).all(), out
+        assert torch.isfinite(loss(x.nan_to_num(0.0, 0.0, 0.0))).all()

@@ -33,7 +33,7 @@ def check_labels(labels: object, embeddings: torch.Tensor) -> torch.Tensor:
             f"labels must be a 1-D tensor with one label per embedding ({embeddings.shape[0]},), "
             f"got shape {tuple(t.shape)}"
         )
-    check_same_device("labels", t, embeddings)
+    check_same_device("labels", t, embeddings, "embeddings")
     return t
 
 
@@ -93,3 +93,13 @@ def safe_sqrt(sq: torch.Tensor, eps: float) -> torch.Tensor:
 def zero_loss(like: torch.Tensor) -> torch.Tensor:
     """A scalar 0 connected to ``like``'s graph (zero gradient, never NaN for finite inputs)."""
     return (like * 0).sum()
+
+
+def nan_if_nonfinite(loss: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """``loss``, made NaN if any embedding is NaN or infinite (as torch's losses would be).
+
+    Mining and the ``loss > 0`` masks compare distances, and a NaN distance fails every
+    comparison: without this, a diverged embedding would silently drop out of the loss.
+    ``(x * 0).sum()`` is 0 for finite ``x`` and NaN otherwise, with no overflow for large values.
+    """
+    return loss + (embeddings * 0).sum()

@@ -16,6 +16,7 @@ from ._common import (
     check_nonnegative,
     check_positive,
     label_masks,
+    nan_if_nonfinite,
 )
 from .distances import distance_matrix
 from .miners import pair_masks
@@ -81,7 +82,7 @@ def contrastive_loss(
         out = torch.where(same, pos_loss, 0.0).sum() + torch.where(different, neg_loss, 0.0).sum()
     else:
         out = _mean_nonzero(pos_loss, same) + _mean_nonzero(neg_loss, different)
-    return out.to(x.dtype)
+    return nan_if_nonfinite(out, x).to(x.dtype)
 
 
 def _mean_nonzero(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -165,7 +166,7 @@ def multi_similarity_loss(
         out = per_anchor.sum()
     else:
         out = per_anchor.sum() / max(per_anchor.numel(), 1)
-    return out.to(x.dtype)
+    return nan_if_nonfinite(out, x).to(x.dtype)
 
 
 def _log1p_sum_exp(z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from ._common import (
     check_labels,
     check_metric,
     check_nonnegative,
+    nan_if_nonfinite,
 )
 from .distances import distance_matrix, paired_distance
 from .miners import (
@@ -120,7 +121,7 @@ def triplet_loss(
                 t = batch_all_from_distances(dist.detach(), labels, None if soft_margin else margin)
             delta = dist[t.anchor, t.positive] - dist[t.anchor, t.negative]
             out = _reduce(_hinge(delta, margin, soft_margin), reduction)
-    return out.to(x.dtype)
+    return nan_if_nonfinite(out, xc).to(x.dtype)
 
 
 def _hinge(delta: torch.Tensor, margin: float, soft: bool) -> torch.Tensor:
