@@ -68,11 +68,27 @@ def check_optional_floating(name: str, value: object) -> torch.Tensor | None:
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    # torch only warns and broadcasts for some losses; a silent broadcast is a classic bug.
+    """Same shape (torch only warns and broadcasts for some losses: a classic silent bug), and
+    the same device."""
+    check_same_device(name_b, b, a, name_a)
     if a.shape != b.shape:
         raise ValueError(
             f"Using a {name_b} size {tuple(b.shape)} that is different to the {name_a} size "
             f"{tuple(a.shape)}; {name_a} and {name_b} must have the same shape"
+        )
+
+
+def check_broadcasts_to(name: str, t: torch.Tensor, input: torch.Tensor) -> None:
+    """``t`` (a weight) broadcasts to ``input``'s shape without enlarging it, on its device."""
+    check_same_device(name, t, input)
+    try:
+        shape = torch.broadcast_shapes(t.shape, input.shape)
+    except RuntimeError:
+        shape = None
+    if shape != input.shape:
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} does not broadcast to the input shape "
+            f"{tuple(input.shape)}"
         )
 
 
@@ -112,9 +128,15 @@ def check_range(
     *,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
+    finite: bool = False,
 ) -> float:
-    """Check that a scalar hyper-parameter lies in an interval and return it as float."""
+    """Check that a scalar hyper-parameter lies in an interval and return it as float.
+
+    ``finite=True`` also rejects ±inf (for the losses torch does not define, where an infinite
+    hyper-parameter is never meaningful; the torch losses accept what torch accepts)."""
     v = check_number(name, value)
+    if finite and not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     too_low = low is not None and (v < low if low_inclusive else v <= low)
     too_high = high is not None and (v > high if high_inclusive else v >= high)
     if too_low or too_high:
@@ -137,9 +159,14 @@ def check_class_weight(weight: torch.Tensor | None, num_classes: int, like: torc
     check_same_device("weight", weight, like)
 
 
-def check_same_device(name: str, t: torch.Tensor, like: torch.Tensor) -> None:
+def check_same_device(
+    name: str, t: torch.Tensor, like: torch.Tensor, like_name: str = "input"
+) -> None:
     if t.device != like.device:
-        raise ValueError(f"{name} is on {t.device} but input is on {like.device}")
+        raise ValueError(
+            f"{name} is on {t.device} but {like_name} is on {like.device}; "
+            "they must be on the same device"
+        )
 
 
 def check_class_indices(

@@ -72,7 +72,7 @@ __all__ = [
 
 def check_eps(eps: object, allow_zero: bool = False) -> float:
     """``eps`` must be a number > 0 (>= 0 for :func:`box_iou`)."""
-    return check_range("eps", eps, 0.0, low_inclusive=allow_zero)
+    return check_range("eps", eps, 0.0, low_inclusive=allow_zero, finite=True)
 
 
 def _check_valid_boxes(name: str, boxes: torch.Tensor) -> None:
@@ -107,7 +107,7 @@ def _check_pair(pred: object, target: object) -> tuple[torch.Tensor, torch.Tenso
         raise TypeError(
             f"pred and target must have the same dtype, got {pred.dtype} and {target.dtype}"
         )
-    check_same_device("target", target, pred)
+    check_same_device("target", target, pred, "pred")
     _check_valid_boxes("pred", pred)
     _check_valid_boxes("target", target)
     return pred, target
@@ -213,7 +213,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> to
         raise TypeError(
             f"boxes1 and boxes2 must have the same dtype, got {b1.dtype} and {b2.dtype}"
         )
-    check_same_device("boxes2", b2, b1)
+    check_same_device("boxes2", b2, b1, "boxes1")
     eps = check_eps(eps, allow_zero=True)
     _check_valid_boxes("boxes1", b1)
     _check_valid_boxes("boxes2", b2)
@@ -381,7 +381,7 @@ def focal_eiou_loss(
     Reference: Zhang et al. 2022 (arXiv:2101.08158), the Focal-EIoU loss.
     """
     pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
-    gamma = check_range("gamma", gamma, 0.0)
+    gamma = check_range("gamma", gamma, 0.0, finite=True)
     loss = _pow01(g.iou, gamma) * _eiou(g, eps)
     return _reduce_boxes(loss, reduction).to(pred.dtype)
 
@@ -412,7 +412,7 @@ def alpha_iou_loss(
     Box Regression", NeurIPS 2021.
     """
     pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
-    alpha = check_range("alpha", alpha, 0.0, low_inclusive=False)
+    alpha = check_range("alpha", alpha, 0.0, low_inclusive=False, finite=True)
     return _reduce_boxes(1.0 - _pow01(g.iou, alpha), reduction).to(pred.dtype)
 
 
@@ -451,7 +451,7 @@ def siou_loss(
     (arXiv:2205.12740).
     """
     pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
-    theta = check_range("theta", theta, 0.0, low_inclusive=False)
+    theta = check_range("theta", theta, 0.0, low_inclusive=False, finite=True)
     sigma_sq = (g.dx**2 + g.dy**2).clamp(min=eps)
     angle = 2.0 * g.dx.abs() * g.dy.abs() / sigma_sq
     gamma = 2.0 - angle

@@ -6,16 +6,20 @@ float16/bfloat16 inputs and returns the input's dtype.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ._checks import (
+    check_broadcasts_to,
     check_class_indices,
     check_class_weight,
     check_floating,
     check_int,
     check_optional_floating,
     check_range,
+    check_same_device,
     check_same_shape,
     check_tensor,
     check_values_in,
@@ -48,6 +52,7 @@ def _check_class_input(input: object, target: object) -> tuple[torch.Tensor, tor
             "target must hold class indices (int64) or class probabilities (floating), "
             f"got dtype {target.dtype}"
         )
+    check_same_device("target", target, input)
     return input, target
 
 
@@ -76,7 +81,10 @@ def _nll_from_log_probs(
     num_classes = log_probs.shape[1]
     keep = target != ignore_index
     safe_target = torch.where(keep, target, 0).long()
-    picked = log_probs.gather(1, safe_target.unsqueeze(1)).squeeze(1)
+    if num_classes:
+        picked = log_probs.gather(1, safe_target.unsqueeze(1)).squeeze(1)
+    else:  # no class at all: every target is ignored (checked), and there is nothing to pick
+        picked = log_probs.sum(1)  # zeros, still attached to the graph
     if weight is None:
         target_weight = keep.to(log_probs.dtype)
     else:
@@ -86,6 +94,8 @@ def _nll_from_log_probs(
     nll = torch.where(keep, -picked * target_weight, zero)
 
     if label_smoothing > 0.0:
+        # eps / C; with no class at all (every target ignored) torch's 0/0 gives NaN.
+        smoothing_per_class = label_smoothing / num_classes if num_classes else math.nan
         shape = [1, num_classes] + [1] * (log_probs.dim() - 2)
         weighted = log_probs if weight is None else log_probs * weight.view(shape)
         smooth = torch.where(keep, -weighted.sum(1), zero)
@@ -95,18 +105,18 @@ def _nll_from_log_probs(
     if reduction == "none":
         loss = nll
         if smooth is not None:
-            loss = (1.0 - label_smoothing) * nll + label_smoothing / num_classes * smooth
+            loss = (1.0 - label_smoothing) * nll + smoothing_per_class * smooth
         return loss
     if reduction == "sum":
         total = nll.sum()
         if smooth is not None:
-            total = (1.0 - label_smoothing) * total + label_smoothing / num_classes * smooth.sum()
+            total = (1.0 - label_smoothing) * total + smoothing_per_class * smooth.sum()
         return total
     # mean
     mean = weighted_mean(nll, target_weight)
     if smooth is not None:
         smooth_mean = weighted_mean(smooth, target_weight)
-        mean = (1.0 - label_smoothing) * mean + label_smoothing / num_classes * smooth_mean
+        mean = (1.0 - label_smoothing) * mean + smoothing_per_class * smooth_mean
     return mean
 
 
@@ -254,20 +264,8 @@ def _check_binary(
     check_same_shape("input", input, "target", target)
     weight = check_optional_floating("weight", weight)
     if weight is not None:
-        _check_broadcasts_to("weight", weight, input)
+        check_broadcasts_to("weight", weight, input)
     return input, target, weight
-
-
-def _check_broadcasts_to(name: str, t: torch.Tensor, input: torch.Tensor) -> None:
-    try:
-        shape = torch.broadcast_shapes(t.shape, input.shape)
-    except RuntimeError:
-        shape = None
-    if shape != input.shape:
-        raise ValueError(
-            f"{name} of shape {tuple(t.shape)} does not broadcast to the input shape "
-            f"{tuple(input.shape)}"
-        )
 
 
 def binary_cross_entropy(
@@ -292,7 +290,8 @@ def binary_cross_entropy(
     Returns:
         Scalar, or ``input``'s shape for ``reduction="none"``.
 
-    Raises ``ValueError`` if an element of ``input`` is outside ``[0, 1]`` (a value check).
+    Raises ``ValueError`` if an element of ``input`` or ``target`` is outside ``[0, 1]`` or NaN (a
+    value check, as torch).
     Where a log is clamped (``x`` exactly 0 or 1 against the opposite target) the gradient is 0,
     not torch's ``±1e12``.
 
@@ -301,6 +300,7 @@ def binary_cross_entropy(
     input, target, weight = _check_binary(input, target, weight)
     reduction = check_reduction(reduction)
     check_values_in("input", input, 0.0, 1.0)
+    check_values_in("target", target, 0.0, 1.0)
     x, y = upcast(input), upcast(target)
     loss = -(y * _clamped_log(x) + (1.0 - y) * _clamped_log(1.0 - x))
     if weight is not None:
@@ -366,7 +366,7 @@ def binary_cross_entropy_with_logits(
     reduction = check_reduction(reduction)
     pos_weight = check_optional_floating("pos_weight", pos_weight)
     if pos_weight is not None:
-        _check_broadcasts_to("pos_weight", pos_weight, input)
+        check_broadcasts_to("pos_weight", pos_weight, input)
     fast = _kernels.maybe_binary_cross_entropy_with_logits(
         input, target, weight, reduction, pos_weight
     )
@@ -409,7 +409,7 @@ def multilabel_soft_margin_loss(
         raise ValueError(f"input must be (C,) or (N, C), got shape {tuple(input.shape)}")
     weight = check_optional_floating("weight", weight)
     if weight is not None:
-        _check_broadcasts_to("weight", weight, input)
+        check_broadcasts_to("weight", weight, input)
     x = upcast(input)
     y = target.to(x.dtype)
     loss = -(y * F.logsigmoid(x) + (1.0 - y) * F.logsigmoid(-x))

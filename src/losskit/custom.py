@@ -71,6 +71,7 @@ import torch
 
 from ._checks import (
     check_bool,
+    check_broadcasts_to,
     check_floating,
     check_int,
     check_number,
@@ -157,6 +158,11 @@ class ElementwiseLoss:
         bounds: Mapping[str, str] | None = None,
         module_name: str | None = None,
     ) -> None:
+        if not callable(formula):
+            raise TypeError(
+                "formula must be a function formula(input, target, **hyper) -> Tensor, "
+                f"got {type(formula).__name__} {formula!r}"
+            )
         self.formula = formula
         self.name = name or formula.__name__
         self.defaults = _hyper_defaults(formula)
@@ -199,7 +205,7 @@ class ElementwiseLoss:
         check_same_shape("input", input, "target", target)
         weight = check_optional_floating("weight", weight)
         if weight is not None:
-            _check_broadcasts_to("weight", weight, input)
+            check_broadcasts_to("weight", weight, input)
         reduction = check_reduction(reduction)
         params = self.check_hyper(hyper)
 
@@ -366,18 +372,6 @@ def _parse_bounds(bounds: Mapping[str, str], defaults: Mapping[str, Any]) -> dic
             ) from None
         out[key] = interval
     return out
-
-
-def _check_broadcasts_to(name: str, t: torch.Tensor, input: torch.Tensor) -> None:
-    try:
-        shape = torch.broadcast_shapes(t.shape, input.shape)
-    except RuntimeError:
-        shape = None
-    if shape != input.shape:
-        raise ValueError(
-            f"{name} of shape {tuple(t.shape)} does not broadcast to the input shape "
-            f"{tuple(input.shape)}"
-        )
 
 
 def _camel_case(name: str) -> str:

@@ -122,8 +122,9 @@ def distillation_kl_div(
     log_p = F.log_softmax(upcast(student) / temperature, dim=-1)
     log_q = F.log_softmax(upcast(teacher) / temperature, dim=-1)
     q = torch.exp(log_q)
-    # where(): a teacher probability of exactly 0 contributes 0, not 0 * (-inf).
-    per_class = torch.where(q > 0, q * (log_q - log_p), log_p.new_zeros(()))
+    # where(): a teacher probability of exactly 0 contributes 0, not 0 * (-inf); a NaN one
+    # (NaN or inf teacher logits) stays NaN, as in torch's kl_div.
+    per_class = torch.where(q == 0, log_p.new_zeros(()), q * (log_q - log_p))
     rows = temperature**2 * per_class.sum(-1)
     return _reduce_rows(rows, student, reduction).to(student.dtype)
 

@@ -20,7 +20,14 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ._checks import check_class_indices, check_floating, check_int, check_range, check_tensor
+from ._checks import (
+    check_class_indices,
+    check_floating,
+    check_int,
+    check_integer,
+    check_range,
+    check_tensor,
+)
 from ._reduction import check_reduction
 
 __all__ = [
@@ -133,7 +140,7 @@ def gather_embeddings(
         themselves without an initialised group.
     """
     check_tensor("embeddings", embeddings)
-    check_tensor("labels", labels)
+    check_integer("labels", labels)
     if embeddings.dim() < 1 or labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
             f"labels must be (B,) with B = embeddings.shape[0]; got embeddings "
@@ -165,7 +172,7 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, group, ignore_index, label_smoothing, reduction):
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-        x = x.reshape(-1, x.shape[-1])
+        x = x.reshape(target.numel(), x.shape[-1])  # not -1: a rank may hold no column
         t = target.reshape(-1)
         local_v = x.shape[1]
         vocab_sizes = _gather_sizes(local_v, x.device, group)
@@ -269,7 +276,7 @@ def vocab_parallel_cross_entropy(
     if not is_distributed(group):
         from .classification import cross_entropy
 
-        flat = local_logits.reshape(-1, local_logits.shape[-1])
+        flat = local_logits.reshape(target.numel(), local_logits.shape[-1])
         out = cross_entropy(
             flat, target.reshape(-1), None, ignore_index, reduction, label_smoothing
         )

@@ -136,9 +136,7 @@ def sigmoid_focal_loss(
     if gamma != 0.0:
         # log(1 - p_t) = log((1 - y) σ(x) + y σ(-x)); log(0) = -inf selects one term for hard
         # labels, and logaddexp gives the -inf term exactly zero weight (value and gradient).
-        log_q = torch.logaddexp(
-            F.logsigmoid(x) + torch.log1p(-y), F.logsigmoid(-x) + torch.log(y)
-        )
+        log_q = torch.logaddexp(F.logsigmoid(x) + torch.log1p(-y), F.logsigmoid(-x) + torch.log(y))
         loss = torch.exp(gamma * log_q) * loss
     if alpha >= 0.0:
         loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
@@ -148,6 +146,7 @@ def sigmoid_focal_loss(
 def _check_class_shapes(input: torch.Tensor, target: torch.Tensor) -> None:
     if input.dim() == 0:
         raise ValueError("input must be (C,), (N, C) or (N, C, d1, ..., dK); got a 0-D tensor")
+    check_same_device("target", target, input)
     expected = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from ._checks import (
     check_bool,
     check_floating,
-    check_number,
     check_range,
     check_same_device,
     check_same_shape,
@@ -58,7 +57,7 @@ def _check_two_batches(
         raise TypeError(
             f"{real_name} and {fake_name} must have the same dtype, got {real.dtype} and {fake.dtype}"
         )
-    check_same_device(fake_name, fake, real)
+    check_same_device(fake_name, fake, real, real_name)
     return real, fake
 
 
@@ -260,9 +259,9 @@ def gradient_penalty(
         raise TypeError(
             f"real and fake must have the same dtype, got {real.dtype} and {fake.dtype}"
         )
-    check_same_device("fake", fake, real)
-    weight = check_range("weight", weight, 0.0)
-    target_norm = check_range("target_norm", target_norm, 0.0)
+    check_same_device("fake", fake, real, "real")
+    weight = check_range("weight", weight, 0.0, finite=True)
+    target_norm = check_range("target_norm", target_norm, 0.0, finite=True)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator must be a torch.Generator or None, got {type(generator).__name__}"
@@ -321,8 +320,8 @@ def lsgan_discriminator_loss(
     Reference: Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017.
     """
     real, fake = _check_two_batches("real_scores", real_scores, "fake_scores", fake_scores)
-    a = check_number("a", a)
-    b = check_number("b", b)
+    a = check_range("a", a, finite=True)
+    b = check_range("b", b, finite=True)
     reduction = check_reduction(reduction, PAIRED_REDUCTIONS)
     real_term = 0.5 * (upcast(real) - b) ** 2
     fake_term = 0.5 * (upcast(fake) - a) ** 2
@@ -345,7 +344,7 @@ def lsgan_generator_loss(
     Reference: Mao et al. 2017.
     """
     fake = check_floating("fake_scores", fake_scores)
-    c = check_number("c", c)
+    c = check_range("c", c, finite=True)
     reduction = check_reduction(reduction)
     return reduce(0.5 * (upcast(fake) - c) ** 2, reduction).to(fake.dtype)
 
@@ -416,7 +415,7 @@ def _check_margin(margin: object, like: torch.Tensor) -> torch.Tensor | float:
             first = float(margin[~(margin >= 0)].flatten()[0])
             raise ValueError(f"margin must be >= 0 (a distance Δ(x, G(z))), found {first!r}")
         return margin
-    m = check_number("margin", margin)
+    m = check_range("margin", margin, finite=True)
     if m < 0:
         raise ValueError(f"margin must be >= 0 (a distance Δ(x, G(z))), got {margin!r}")
     return m
@@ -464,9 +463,9 @@ def loss_sensitive_critic_loss(
     real = check_floating("real_losses", real_losses)
     fake = check_floating("fake_losses", fake_losses)
     check_same_shape("real_losses", real, "fake_losses", fake)
-    check_same_device("fake_losses", fake, real)
+    check_same_device("fake_losses", fake, real, "real_losses")
     margin = _check_margin(margin, real)
-    lam = check_range("lam", lam, 0.0)
+    lam = check_range("lam", lam, 0.0, finite=True)
     reduction = check_reduction(reduction)
     r, f = upcast(real), upcast(fake)
     m = upcast(margin) if isinstance(margin, torch.Tensor) else margin

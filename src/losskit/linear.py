@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from ._checks import (
+    check_bool,
     check_class_indices,
     check_class_weight,
     check_floating,
@@ -24,6 +25,7 @@ from ._checks import (
     check_number,
     check_optional_floating,
     check_range,
+    check_same_device,
     check_tensor,
 )
 from ._precision import upcast
@@ -68,6 +70,7 @@ def _check_index_input(input: object, target: object) -> tuple[torch.Tensor, tor
         raise TypeError(
             f"target must be an integer tensor of class indices (int64), got dtype {target.dtype}"
         )
+    check_same_device("target", target, input)
     expected = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -140,6 +143,8 @@ def cross_entropy_with_z_loss(
     weight = check_optional_floating("weight", weight)
     lse_square_scale = check_lse_square_scale(lse_square_scale)
     softcap = check_softcap(softcap)
+    return_z_loss = check_bool("return_z_loss", return_z_loss)
+    inplace_backward = check_bool("inplace_backward", inplace_backward)
     num_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     check_class_weight(weight, num_classes, input)
     check_class_indices(target, num_classes, ignore_index)
@@ -179,8 +184,9 @@ def _z_loss_torch(
     if softcap is not None:
         x = softcap * torch.tanh(x / softcap)
     # torch's cross entropy on the (upcast, capped) logits is losskit's convention exactly.
+    w = None if weight is None else weight.to(x.dtype)  # any floating weight, as cross_entropy
     ce = F.cross_entropy(
-        x, target.long(), upcast(weight), ignore_index=ignore_index, reduction=reduction,
+        x, target.long(), w, ignore_index=ignore_index, reduction=reduction,
         label_smoothing=label_smoothing,
     )  # fmt: skip
     keep = target != ignore_index
@@ -214,6 +220,14 @@ def _check_linear_args(
     linear_weight = check_floating("linear_weight", linear_weight)
     target = check_tensor("target", target)
     linear_bias = check_optional_floating("linear_bias", linear_bias)
+    # A weight on another device would leave the chunked loop's output buffers unwritten.
+    for name, t in (
+        ("linear_weight", linear_weight),
+        ("target", target),
+        ("linear_bias", linear_bias),
+    ):
+        if t is not None:
+            check_same_device(name, t, input)
     if input.dim() not in (1, 2):
         raise ValueError(
             f"input must be (in_features,) or (N, in_features), got shape {tuple(input.shape)}"

@@ -25,6 +25,7 @@ from ._checks import (
     check_ndim,
     check_number,
     check_optional_floating,
+    check_same_device,
     check_same_shape,
     check_tensor,
     value_checks_enabled,
@@ -260,6 +261,7 @@ def cosine_embedding_loss(
     target = _check_real_target("target", target)
     check_ndim("input1", input1, (1, 2))
     check_same_shape("input1", input1, "input2", input2)
+    check_same_device("target", target, input1, "input1")
     if tuple(target.shape) != tuple(input1.shape[:-1]):
         raise ValueError(
             f"Expected target size {tuple(input1.shape[:-1])} for inputs of shape "
@@ -318,6 +320,7 @@ def multi_margin_loss(
     """
     input = _check_class_scores(input)
     target = check_integer("target", target)
+    check_same_device("target", target, input)
     expected = tuple(input.shape[:-1])
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -396,6 +399,7 @@ def multilabel_margin_loss(
     """
     input = _check_class_scores(input)
     target = check_integer("target", target)
+    check_same_device("target", target, input)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
             f"Expected target size {tuple(input.shape)} (class indices padded with -1, the "

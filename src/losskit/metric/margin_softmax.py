@@ -143,7 +143,7 @@ def _check(embeddings, labels, weight):
             f"weight must be a 2-D tensor of shape (num_classes, {x.shape[1]}), "
             f"got shape {tuple(w.shape)}"
         )
-    check_same_device("weight", w, x)
+    check_same_device("weight", w, x, "embeddings")
     check_class_indices(labels, w.shape[0])
     return x, labels, w
 

@@ -160,6 +160,11 @@ def _as_label_array(labels: object) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     arr = np.asarray(labels)
+    if arr.dtype == object or arr.ndim == 0:
+        raise TypeError(
+            "labels must be a 1-D tensor, array or sequence of integer labels, "
+            f"got {type(labels).__name__}"
+        )
     if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise ValueError(
             f"labels must be a 1-D sequence of integer labels, got shape {arr.shape} "

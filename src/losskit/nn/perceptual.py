@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .._checks import check_floating, check_number, check_same_shape
+from .._checks import check_floating, check_range, check_same_shape
 from .._precision import upcast
 from .._reduction import reduce
 from ._base import Loss
@@ -68,8 +68,8 @@ class PerceptualLoss(Loss):
         layers: a name or a sequence of names from ``feature_extractor.named_modules()`` (``""`` is
             the extractor itself, i.e. its output). Unknown names raise ``ValueError`` listing the
             available ones.
-        layer_weights: ``None`` (1 for every layer), a sequence of numbers (one per layer) or a
-            mapping from layer name to weight (every layer named).
+        layer_weights: ``None`` (1 for every layer), a sequence of finite numbers ``>= 0`` (one
+            per layer) or a mapping from layer name to weight (every layer named).
         criterion: ``"mse"`` (squared difference), ``"l1"`` (absolute difference), or a callable
             ``(input_features, target_features) -> tensor`` returning an unreduced tensor whose
             first dimension is the batch (e.g. ``functools.partial(F.smooth_l1_loss,
@@ -228,7 +228,8 @@ def _check_layer_weights(weights: object, layers: tuple[str, ...]) -> tuple[floa
         raise TypeError(
             f"layer_weights must be None, a sequence or a mapping, got {type(weights).__name__}"
         )
-    return tuple(check_number("layer_weights", w) for w in values)
+    # >= 0 and finite: a negative weight would reward moving the features apart.
+    return tuple(check_range("layer_weights", w, 0.0, finite=True) for w in values)
 
 
 def _check_criterion(criterion: object) -> tuple[str, Criterion]:
