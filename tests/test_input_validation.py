@@ -143,3 +143,15 @@ def test_perceptual_loss_layer_weights_must_be_finite_and_non_negative():
     for bad in (-1.0, math.inf):
         with pytest.raises(ValueError, match="layer_weights"):
             losskit.nn.PerceptualLoss(net, ["0"], layer_weights=[bad])
+
+
+def test_multitask_losses_on_other_devices_than_each_other_or_the_strategy_raise():
+    from losskit.multitask import SumWeighting, UncertaintyWeighting
+
+    with pytest.raises(ValueError, match=r"losses\[1\] is on cpu but losses\[0\] is on meta"):
+        SumWeighting(2)([torch.tensor(1.0, device="meta"), torch.tensor(2.0)])
+    strategy = UncertaintyWeighting(["regression", "classification"])
+    with pytest.raises(ValueError, match="strategy's log_vars is on cpu; move the strategy"):
+        strategy(torch.tensor([1.0, 2.0], device="meta"))
+    # On one device it is the plain formula: 0.5 e^0 L1 + 0 + e^0 L2 + 0.
+    torch.testing.assert_close(strategy([torch.tensor(1.0), torch.tensor(2.0)]), torch.tensor(2.5))

@@ -19,6 +19,7 @@ strategy inside the module that DDP wraps (or wrap it in its own DDP) and DDP ke
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
@@ -26,7 +27,13 @@ from typing import Any, TypeAlias
 import torch
 from torch import nn
 
-from .._checks import check_int, check_number, check_tensor, value_checks_enabled
+from .._checks import (
+    check_int,
+    check_number,
+    check_same_device,
+    check_tensor,
+    value_checks_enabled,
+)
 from .._precision import compute_dtype
 
 __all__ = ["MultiTaskWeighting", "TaskLosses", "mean_over_ranks"]
@@ -204,7 +211,11 @@ class MultiTaskWeighting(nn.Module):
                         f"{label} must be a scalar (0-D) tensor, got shape {tuple(v.shape)}; "
                         "reduce each task's loss to a scalar first (e.g. .mean())"
                     )
+            first_label, first = entries[0]
+            for label, v in entries[1:]:
+                check_same_device(label, v, first, first_label)
             stacked = torch.stack([v for _, v in entries])
+        self._check_device(stacked.device)
         if value_checks_enabled():  # one device read per call; set_checks("shapes") skips it
             bad = ~torch.isfinite(stacked.detach())
             if bool(bad.any()):
@@ -213,6 +224,16 @@ class MultiTaskWeighting(nn.Module):
                     f"{entries[i][0]} is {stacked[i].item()}; every task loss must be finite"
                 )
         return [v for _, v in entries], stacked
+
+    def _check_device(self, device: torch.device) -> None:
+        # A strategy left on the CPU while the model moved to the GPU is a classic slip.
+        for name, t in itertools.chain(self.named_parameters(), self.named_buffers()):
+            if t.device != device:
+                raise ValueError(
+                    f"the losses are on {device} but this strategy's {name} is on {t.device}; "
+                    f"move the strategy with .to({str(device)!r})"
+                )
+            return
 
     def _check_positive(self, losses: torch.Tensor, why: str, *, strict: bool = True) -> None:
         """Raise if a loss is <= 0 (``strict``) or < 0; reads the values, so follows set_checks."""
