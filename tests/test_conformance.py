@@ -194,6 +194,12 @@ def test_edge_cases_match_torch(info, sample, dtype):
                 if a is None or b is None:
                     assert a_np.size == 0 or not a_np.any()
                     continue
+                if dtype in HALVES:
+                    # torch's half kernels can give NaN where the float32 computation is finite
+                    # (binary_cross_entropy's 1e-12 floor is 0 in float16: 0/0): a NaN of
+                    # theirs decides nothing there; everywhere else, equal.
+                    torch_nan = np.isnan(b_np)
+                    a_np, b_np = a_np[~torch_nan], b_np[~torch_nan]
                 _close(a_np, b_np, rtol, atol, f"grad, {reduction}")
 
 

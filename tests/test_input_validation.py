@@ -155,3 +155,12 @@ def test_multitask_losses_on_other_devices_than_each_other_or_the_strategy_raise
         strategy(torch.tensor([1.0, 2.0], device="meta"))
     # On one device it is the plain formula: 0.5 e^0 L1 + 0 + e^0 L2 + 0.
     torch.testing.assert_close(strategy([torch.tensor(1.0), torch.tensor(2.0)]), torch.tensor(2.5))
+
+
+def test_cross_entropy_probability_targets_refuse_an_ignore_index_like_torch():
+    x, p = torch.randn(3, 4), torch.softmax(torch.randn(3, 4), 1)
+    with pytest.raises(RuntimeError, match="ignore_index"):
+        TF.cross_entropy(x, p, ignore_index=0)  # the oracle: torch refuses it
+    with pytest.raises(ValueError, match=r"ignore_index is not supported.*got ignore_index=0"):
+        losskit.cross_entropy(x, p, ignore_index=0)
+    torch.testing.assert_close(losskit.cross_entropy(x, p), TF.cross_entropy(x, p))

@@ -431,3 +431,24 @@ def test_triplet_margin_constructors_reject_non_positive_margins_like_torch():
     for cls in (lnn.TripletMarginLoss, lnn.TripletMarginWithDistanceLoss):
         with pytest.raises(ValueError, match="margin must be greater than 0, got 0"):
             cls(margin=0)
+
+
+def test_multilabel_margin_kinks_and_large_scores_match_torch():
+    g = torch.Generator().manual_seed(0)
+    # Integer scores put many pairs exactly at the hinge's kink (1 - x_j + x_i = 0), where
+    # torch's gradient is 0; large float32 scores test the cancellation in the suffix sums.
+    cases = [
+        (torch.randint(-3, 4, (200, 6), generator=g).double(), 6, 1e-12),
+        (torch.randn(8, 200, generator=g) * 1e5, 200, 1e-6),  # float32 against float64
+    ]
+    for x, c, tol in cases:
+        t = torch.randint(0, c, x.shape, generator=g)
+        t[torch.rand(x.shape, generator=g) < 0.4] = -1
+        ours_x = x.clone().requires_grad_(True)
+        ref_x = x.double().requires_grad_(True)
+        ours = losskit.multilabel_margin_loss(ours_x, t, reduction="none")
+        ref = torch.nn.functional.multilabel_margin_loss(ref_x, t, reduction="none")
+        ours.sum().backward()
+        ref.sum().backward()
+        torch.testing.assert_close(ours.double(), ref.detach(), rtol=tol, atol=1e-12)
+        torch.testing.assert_close(ours_x.grad.double(), ref_x.grad, rtol=tol, atol=1e-12)

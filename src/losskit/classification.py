@@ -179,6 +179,11 @@ def cross_entropy(
     w = upcast(weight)
     if target.is_floating_point():
         check_same_shape("input", input, "target", target)
+        if ignore_index != -100:  # as torch: a probability target has no index to ignore
+            raise ValueError(
+                "ignore_index is not supported for class-probability (floating) targets, "
+                f"got ignore_index={ignore_index}"
+            )
         log_probs = F.log_softmax(upcast(input), dim=1)
         probs = upcast(target)
         if label_smoothing > 0.0:
@@ -292,8 +297,9 @@ def binary_cross_entropy(
 
     Raises ``ValueError`` if an element of ``input`` or ``target`` is outside ``[0, 1]`` or NaN (a
     value check, as torch).
-    Where a log is clamped (``x`` exactly 0 or 1 against the opposite target) the gradient is 0,
-    not torch's ``±1e12``.
+    As torch, each log is clamped at -100 and the input gradient is
+    :math:`w\,(x - y) / \max(x (1 - x), 10^{-12})`: finite for every probability, 0 and 1
+    included (the exact derivative :math:`-y/x` overflows float32 for :math:`x < 3 \cdot 10^{-39}`).
 
     Mirrors :func:`torch.nn.functional.binary_cross_entropy`.
     """
@@ -302,18 +308,43 @@ def binary_cross_entropy(
     check_values_in("input", input, 0.0, 1.0)
     check_values_in("target", target, 0.0, 1.0)
     x, y = upcast(input), upcast(target)
-    loss = -(y * _clamped_log(x) + (1.0 - y) * _clamped_log(1.0 - x))
+    loss = _BinaryCrossEntropy.apply(x, y)
     if weight is not None:
         loss = loss * upcast(weight)
     return reduce(loss, reduction).to(input.dtype)
 
 
-def _clamped_log(x: torch.Tensor) -> torch.Tensor:
-    # log(x) clamped at -100 with a finite gradient: log() never sees 0, so 0 * inf never happens.
-    floor = -100.0
-    tiny = torch.exp(torch.tensor(floor, dtype=x.dtype, device=x.device))
-    safe = torch.where(x > tiny, x, torch.ones_like(x))
-    return torch.where(x > tiny, torch.log(safe), torch.full_like(x, floor))
+# Each log is clamped at -100, and the input gradient's denominator x (1 - x) at 1e-12: torch's
+# conventions, which keep both finite for every probability (1 / x alone overflows float32 for
+# x < 3e-39, and is 0 where the log is clamped).
+_LOG_FLOOR = -100.0
+_GRAD_EPS = 1e-12
+
+
+class _BinaryCrossEntropy(torch.autograd.Function):
+    """Unreduced ``-(y log x + (1 - y) log(1 - x))`` with torch's clamped logs and gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        log_x, log_1mx = _clamped_logs(x)
+        ctx.save_for_backward(x, y)
+        return -(y * log_x + (1.0 - y) * log_1mx)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        grad_x = grad_y = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad * (x - y) / (x * (1.0 - x)).clamp_min(_GRAD_EPS)
+        if ctx.needs_input_grad[1]:
+            log_x, log_1mx = _clamped_logs(x)
+            grad_y = grad * (log_1mx - log_x)
+        return grad_x, grad_y
+
+
+def _clamped_logs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log x`` and ``log(1 - x)`` (from log1p: exact for small x), each at least -100."""
+    return torch.log(x).clamp_min(_LOG_FLOOR), torch.log1p(-x).clamp_min(_LOG_FLOOR)
 
 
 def bce_with_logits_terms(

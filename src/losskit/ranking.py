@@ -427,31 +427,33 @@ def _multilabel_margin_rows(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     non-target scores, count those above ``a - 1`` and add their suffix sum.
     """
     n, c = x.shape
-    # The loss depends on score differences only: centring each row (a constant, no gradient)
-    # keeps the suffix sums below small when all scores share a large offset.
-    x = x - x.detach().nan_to_num(0.0, 0.0, 0.0).mean(1, keepdim=True)
+    raw = x.detach()
     # Entries before the first negative one are targets ("break" in torch's loop).
     valid = torch.cumsum((t < 0).long(), dim=1) == 0
     safe_t = torch.where(valid, t, torch.zeros_like(t))
-    is_target = torch.zeros_like(x).scatter_add_(1, safe_t, valid.to(x.dtype)) > 0
+    is_target = torch.zeros_like(raw).scatter_add_(1, safe_t, valid.to(raw.dtype)) > 0
 
-    # Non-target scores, sorted ascending; target classes become -inf and sort first.
-    others = torch.where(is_target, torch.full_like(x, -torch.inf), x)
-    sorted_others, _ = torch.sort(others, dim=1)
-    # suffix[k] = sum of sorted_others[k:], with suffix[c] = 0; the -inf entries are only ever in
-    # suffixes we do not read (the threshold below is finite, so k skips past them).
-    finite = torch.where(torch.isneginf(sorted_others), torch.zeros_like(x), sorted_others)
-    suffix = torch.flip(torch.cumsum(torch.flip(finite, [1]), dim=1), [1])
-    suffix = torch.cat([suffix, x.new_zeros(n, 1)], dim=1)
+    # Which pairs count is decided on the scores as given, like torch's z = 1 - x_j + x_i > 0:
+    # rounding keeps the sign of a sum, so that is exactly x_i > -(1 - x_j). The pair at the
+    # kink (z = 0) is then out, with gradient 0, as in torch.
+    others = torch.where(is_target, torch.full_like(raw, -torch.inf), raw)
+    sorted_others, order = torch.sort(others, dim=1)  # target classes (-inf) first
+    threshold = -(1.0 - raw.gather(1, safe_t))
+    k = torch.searchsorted(sorted_others, threshold.contiguous(), right=True)
 
-    shift = 1.0 - x.gather(1, safe_t)  # 1 - x_j for each target slot j
-    # First position whose score exceeds -shift: those terms have 1 - x_j + x_i > 0 (strictly,
-    # as torch's kernel; so the gradient at the kink is 0).
-    k = torch.searchsorted(sorted_others.detach(), (-shift).detach().contiguous(), right=True)
-    count = (c - k).to(x.dtype)
+    # The sums, in float64 and on scores centred per row (a constant, no gradient): the suffix
+    # sums of sorted scores cancel against count * (1 - x_j), which loses digits in float32 when
+    # scores are large.
+    x64 = x.double()
+    x64 = x64 - raw.double().nan_to_num(0.0, 0.0, 0.0).mean(1, keepdim=True)
+    others64 = torch.where(is_target, torch.zeros_like(x64), x64).gather(1, order)
+    suffix = torch.flip(torch.cumsum(torch.flip(others64, [1]), dim=1), [1])
+    suffix = torch.cat([suffix, x64.new_zeros(n, 1)], dim=1)  # suffix[c] = 0
+    shift = 1.0 - x64.gather(1, safe_t)  # 1 - x_j for each target slot j
+    count = (c - k).to(x64.dtype)
     per_slot = count * shift + suffix.gather(1, k)
     per_slot = torch.where(valid, per_slot, torch.zeros_like(per_slot))
-    return per_slot.sum(1) / c
+    return (per_slot.sum(1) / c).to(x.dtype)
 
 
 # ---------------------------------------------------------------- triplet losses

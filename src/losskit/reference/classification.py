@@ -139,7 +139,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     x, y = as_float(input), as_float(target)
     with np.errstate(divide="ignore"):
         log_x = np.maximum(np.log(x), -100.0)
-        log_1mx = np.maximum(np.log(1.0 - x), -100.0)
+        log_1mx = np.maximum(np.log1p(-x), -100.0)
     loss = -(y * log_x + (1.0 - y) * log_1mx)
     if weight is not None:
         loss = loss * as_float(weight)

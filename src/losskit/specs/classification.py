@@ -200,10 +200,10 @@ def _bce_edges(g: torch.Generator) -> list[Sample]:
         Sample((rand(g, 0, 3), rand(g, 0, 3)), desc="empty"),
         Sample(
             (
-                torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64),
-                torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64),
+                torch.tensor([0.0, 1.0, 0.0, 1.0, 1e-13, 1e-40, 1 - 1e-13], dtype=torch.float64),
+                torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.0], dtype=torch.float64),
             ),
-            desc="saturated probabilities (values only)",
+            desc="saturated and tiny probabilities",
         ),
     ]
 
@@ -223,8 +223,6 @@ register(
         random_sample=lambda g, n, c: Sample(
             (rand(g, n, c, low=0.01, high=0.99), rand(g, n, c)), {"weight": rand(g, c)}
         ),
-        # The clamped logs differ from torch in gradient only where x is exactly 0 or 1.
-        edge_grad_parity=False,
     )
 )
 
