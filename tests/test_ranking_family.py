@@ -452,3 +452,16 @@ def test_multilabel_margin_kinks_and_large_scores_match_torch():
         ref.sum().backward()
         torch.testing.assert_close(ours.double(), ref.detach(), rtol=tol, atol=1e-12)
         torch.testing.assert_close(ours_x.grad.double(), ref_x.grad, rtol=tol, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_multi_margin_1d_input_with_a_one_element_target_is_a_batch_of_one_like_torch(reduction):
+    x = torch.randn(5, generator=_gen(3), dtype=F64)
+    ours_x, ref_x = _leaf(x), _leaf(x)
+    ours = losskit.multi_margin_loss(ours_x, torch.tensor([2]), reduction=reduction)
+    ref = TF.multi_margin_loss(ref_x, torch.tensor([2]), reduction=reduction)
+    assert ours.shape == ref.shape
+    ours.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(ours, ref.detach())
+    torch.testing.assert_close(ours_x.grad, ref_x.grad)

@@ -321,6 +321,8 @@ def multi_margin_loss(
     input = _check_class_scores(input)
     target = check_integer("target", target)
     check_same_device("target", target, input)
+    if input.dim() == 1 and tuple(target.shape) == (1,):  # torch reads this as a batch of one
+        input = input.unsqueeze(0)
     expected = tuple(input.shape[:-1])
     if tuple(target.shape) != expected:
         raise ValueError(
