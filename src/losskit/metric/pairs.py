@@ -113,7 +113,9 @@ def multi_similarity_loss(
     keeps the negatives with :math:`S_{in} > \min_p S_{ip} - \epsilon` and :math:`P_i` the
     positives with :math:`S_{ip} < \max_n S_{in} + \epsilon` (see :func:`mine_pairs`, strategy
     ``"hard"``); without it every positive and negative. An anchor whose :math:`P_i` or
-    :math:`N_i` is empty is skipped (loss 0), as in the authors' code.
+    :math:`N_i` is empty is skipped (loss 0), as in the authors' code; pytorch-metric-learning's
+    ``MultiSimilarityLoss`` keeps the negative term of an anchor without positives, so with
+    ``mining=False`` and a label that occurs once the two differ.
 
     Args:
         embeddings: ``(B, D)`` floating (normalised inside).
