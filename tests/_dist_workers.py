@@ -46,7 +46,11 @@ def check_all_gather(rank: int, world: int) -> None:
 
 
 def check_vocab_parallel(rank: int, world: int) -> None:
-    shard_sizes = {2: [3, 8], 3: [2, 4, 5]}[world]  # uneven shards of V = 11
+    _check_vocab_parallel(rank, {2: [3, 8], 3: [2, 4, 5]}[world])  # uneven shards of V = 11
+    _check_vocab_parallel(rank, {2: [0, 11], 3: [6, 0, 5]}[world])  # a rank with no column
+
+
+def _check_vocab_parallel(rank: int, shard_sizes: list[int]) -> None:
     vocab = sum(shard_sizes)
     g = torch.Generator().manual_seed(123)
     logits = torch.randn(2, 3, vocab, generator=g, dtype=F64) * 3

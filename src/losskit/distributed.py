@@ -187,7 +187,10 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         keep = t != ignore_index
         local_t = t - start
         mine = keep & (local_t >= 0) & (local_t < local_v)  # this shard holds the target's column
-        picked = x.gather(1, torch.where(mine, local_t, 0).unsqueeze(1)).squeeze(1)
+        if local_v:
+            picked = x.gather(1, torch.where(mine, local_t, 0).unsqueeze(1)).squeeze(1)
+        else:  # a rank without a column of the vocabulary holds no target logit
+            picked = x.new_zeros(x.shape[0])
         # One all-reduce for every per-row sum: the exponentials, the target logit (non-zero on
         # one rank only) and, for label smoothing, the row sum of logits.
         sums = [torch.exp(x - row_max[:, None]).sum(dim=1), torch.where(mine, picked, 0.0)]
