@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
+from ._autograd import detach_unless_grad, first_order_only
 from ._checks import (
     check_class_indices,
     check_floating,
@@ -100,7 +100,10 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
         return (total / keep.sum() if reduction == "mean" else total).to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only(
+        "vocab_parallel_linear_cross_entropy",
+        "compute the local logits with F.linear and use vocab_parallel_cross_entropy instead",
+    )
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, w, b, lse, local_t, mine, keep = ctx.saved_tensors
         group, vocab, eps, reduction, chunk = ctx.opts
@@ -120,7 +123,7 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
             row_scale = torch.where(n_kept > 0, go / n_kept.clamp(min=1), 0.0).expand(n)
         row_scale = torch.where(keep, row_scale, 0.0)
 
-        gx = torch.empty_like(x) if need_x else None
+        gx = torch.empty_like(x, memory_format=torch.contiguous_format) if need_x else None
         gw = torch.zeros_like(w) if need_w else None
         gb = x.new_zeros((local_v,), dtype=acc) if need_b else None
         for r0 in range(0, n, chunk):
@@ -276,6 +279,9 @@ def vocab_parallel_linear_cross_entropy(
     check_class_indices(t, vocab, ignore_index)
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // max(local_v, 1))
+    x, local_weight = detach_unless_grad(x), detach_unless_grad(local_weight)
+    if local_bias is not None:
+        local_bias = detach_unless_grad(local_bias)
     out = _VocabParallelLinearCrossEntropy.apply(
         x, local_weight, local_bias, t, group, start, vocab, ignore_index, label_smoothing,
         reduction, chunk_size,

@@ -176,9 +176,18 @@ def jsd(
         return out
     log_p = F.log_softmax(upcast(student) / temperature, dim=-1)
     log_q = F.log_softmax(upcast(teacher) / temperature, dim=-1)
-    log_m = torch.logaddexp(math.log(beta) + log_q, math.log1p(-beta) + log_p)
+    a, b = math.log(beta) + log_q, math.log1p(-beta) + log_p
     zero = log_p.new_zeros(())
+    # A class both distributions give probability 0 (the same masked class) has log m = -inf;
+    # logaddexp's backward there is NaN even with a zero incoming gradient, so feed it zeros
+    # (its terms are dropped below anyway).
+    both_zero = torch.isneginf(a) & torch.isneginf(b)
+    log_m = torch.logaddexp(torch.where(both_zero, zero, a), torch.where(both_zero, zero, b))
     q, p = torch.exp(log_q), torch.exp(log_p)
+    # A probability of 0 (masked, or underflow) contributes 0. Its log is also replaced by 0
+    # inside the formula: the branch where() drops still gets a gradient, and 0 * (-inf) there
+    # would make the whole row's gradient NaN.
+    log_q, log_p = torch.where(q > 0, log_q, zero), torch.where(p > 0, log_p, zero)
     term_q = torch.where(q > 0, beta * q * (log_q - log_m), zero)
     term_p = torch.where(p > 0, (1.0 - beta) * p * (log_p - log_m), zero)
     rows = temperature**2 * (term_q + term_p).sum(-1)

@@ -14,8 +14,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
+from ._autograd import detach_unless_grad, first_order_only
 from ._checks import (
     check_bool,
     check_class_indices,
@@ -381,6 +381,10 @@ def linear_cross_entropy(
     if chunk_size is None:
         budget = _KERNEL_CHUNK_ELEMENTS if use_kernel else _TORCH_CHUNK_ELEMENTS
         chunk_size = max(1, budget // max(num_classes, 1))
+    # Under no_grad, detached arguments keep the forward from computing gradients for nothing.
+    input, linear_weight = detach_unless_grad(input), detach_unless_grad(linear_weight)
+    if linear_bias is not None:
+        linear_bias = detach_unless_grad(linear_bias)
     out = LinearCrossEntropyFunction.apply(
         input, linear_weight, linear_bias, target, weight, reduction, ignore_index,
         label_smoothing, chunk_size, use_kernel,
@@ -453,6 +457,12 @@ def _grad_of_logits(
     return loss, lse, grad
 
 
+def _dense_like(t: torch.Tensor) -> torch.Tensor:
+    """An empty contiguous buffer of ``t``'s shape: gradients are written and scaled as flat
+    arrays, and ``empty_like`` would copy the strides of a transposed weight (``W.t()``)."""
+    return torch.empty_like(t, memory_format=torch.contiguous_format)
+
+
 class LinearCrossEntropyFunction(torch.autograd.Function):
     """Chunked ``cross_entropy(x W^T + b, y)`` with gradients for ``x``, ``W`` and ``b``."""
 
@@ -478,7 +488,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             denom = torch.tensor(float(n), device=x.device, dtype=acc_dtype)
         else:
             keep = target != ignore_index
-            safe = target.clamp(0, max(n_cols - 1, 0))
+            safe = target.long().clamp(0, max(n_cols - 1, 0))  # uint8 would index as a mask
             denom = (keep.to(acc_dtype) if cw is None else cw[safe] * keep).sum()
         if reduction == "mean":
             # 0 where nothing is kept: those rows' gradients are 0 and 0 * inf would be NaN.
@@ -489,8 +499,8 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
 
         needs = ctx.needs_input_grad
         fused = reduction != "none" and any(needs[:3])
-        gx = torch.empty_like(x) if fused and needs[0] else None
-        gw = torch.empty_like(w) if fused and needs[1] else None
+        gx = _dense_like(x) if fused and needs[0] else None
+        gw = _dense_like(w) if fused and needs[1] else None
         gb = torch.zeros(n_cols, device=x.device, dtype=acc_dtype) if fused and needs[2] else None
         loss_rows = torch.empty(
             n, device=x.device, dtype=torch.float32 if use_kernel else acc_dtype
@@ -523,7 +533,10 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return out.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only(
+        "linear_cross_entropy",
+        "compute cross_entropy(F.linear(input, linear_weight, linear_bias), target) instead",
+    )
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         none = (None,) * 7
         if ctx.reduction != "none":
@@ -547,8 +560,8 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         ignore_index, eps, chunk, w_sum = ctx.opts
         needs = ctx.needs_input_grad
         acc_dtype = upcast(x.new_empty(())).dtype
-        gx = torch.empty_like(x) if needs[0] else None
-        gw = torch.empty_like(w) if needs[1] else None
+        gx = _dense_like(x) if needs[0] else None
+        gw = _dense_like(w) if needs[1] else None
         gb = torch.zeros(w.shape[0], device=x.device, dtype=acc_dtype) if needs[2] else None
         if gw is not None and x.shape[0] == 0:
             gw.zero_()

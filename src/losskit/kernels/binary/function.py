@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 import triton
-from torch.autograd.function import once_differentiable
 
+from ..._autograd import detach_unless_grad, first_order_only
 from ..common.function import once_only, scale_by_upstream_
 from .kernel import binary_kernel
 
@@ -112,7 +112,7 @@ class BinaryLossFunction(torch.autograd.Function):
         return out.to(input.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("binary cross entropy / sigmoid focal loss")
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         none = (None,) * 7
         if ctx.reduction != "none":
@@ -140,7 +140,9 @@ def triton_binary_cross_entropy_with_logits(
     pos_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`losskit.binary_cross_entropy_with_logits` by the one-pass kernel (validated args)."""
-    return BinaryLossFunction.apply(input, target, weight, pos_weight, reduction, False, -1.0, 0.0)
+    return BinaryLossFunction.apply(
+        detach_unless_grad(input), target, weight, pos_weight, reduction, False, -1.0, 0.0
+    )
 
 
 def triton_sigmoid_focal_loss(
@@ -152,5 +154,5 @@ def triton_sigmoid_focal_loss(
 ) -> torch.Tensor:
     """:func:`losskit.sigmoid_focal_loss` by the one-pass kernel (validated args)."""
     return BinaryLossFunction.apply(
-        input, target, None, None, reduction, True, float(alpha), float(gamma)
+        detach_unless_grad(input), target, None, None, reduction, True, float(alpha), float(gamma)
     )

@@ -20,8 +20,11 @@ from ..common.kernel import store_elementwise_result
 
 
 @triton.jit
-def _log_sigmoid(x):
-    return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))
+def _log1p(e):
+    # log(1 + e) to full relative precision for small e (Kahan's trick: the rounding of u = 1 + e
+    # cancels in log(u) / (u - 1)); log(1.0 + e) alone is 0 for e < 6e-8 in float32.
+    u = 1.0 + e
+    return tl.where(u == 1.0, e, tl.log(u) * (e / (u - 1.0)))
 
 
 @triton.jit
@@ -49,15 +52,19 @@ def _binary_loss_grad(
     GAMMA_INT: tl.constexpr,
 ):
     # One exp and one reciprocal give sigma(x) and sigma(-x) = 1 - sigma(x), both to full
-    # relative precision (no 1 - p cancellation), and one log gives log sigma(x).
+    # relative precision (no 1 - p cancellation).
     e = tl.exp(-tl.abs(x))
     inv = 1.0 / (1.0 + e)
     pos = x >= 0.0
     p = tl.where(pos, inv, e * inv)
     p_neg = tl.where(pos, e * inv, inv)
-    ls = tl.minimum(x, 0.0) - tl.log(1.0 + e)
+    # softplus(±x) = -log sigma(∓x) = max(±x, 0) + log1p(e): BCE as (1 - y) softplus(x) +
+    # y softplus(-x) keeps a tiny loss's digits, where (1 - y) x - log sigma(x) cancels to 0.
+    l1p = _log1p(e)
+    sp_pos = tl.maximum(x, 0.0) + l1p
+    sp_neg = tl.maximum(-x, 0.0) + l1p
     if FOCAL:
-        bce = (1.0 - y) * x - ls
+        bce = (1.0 - y) * sp_pos + y * sp_neg
         # q = 1 - p_t = (1 - y) p + y (1 - p): a sum of non-negative terms, exact for hard labels.
         q = (1.0 - y) * p + y * p_neg
         if GAMMA_INT == 0:
@@ -83,11 +90,10 @@ def _binary_loss_grad(
         grad = a_t * (dmod * bce + mod * (p - y))
     else:
         if HAS_PW:
-            lw = 1.0 + (pw - 1.0) * y
-            loss = (1.0 - y) * x - lw * ls
-            grad = lw * p - pw * y
+            loss = (1.0 - y) * sp_pos + pw * y * sp_neg
+            grad = (1.0 + (pw - 1.0) * y) * p - pw * y
         else:
-            loss = (1.0 - y) * x - ls
+            loss = (1.0 - y) * sp_pos + y * sp_neg
             grad = p - y
     return loss * w, grad * w
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 import triton
-from torch.autograd.function import once_differentiable
 
+from ..._autograd import detach_unless_grad, first_order_only
 from ..common.function import once_only, scale_by_upstream_
 from .kernel import ce_kernel
 
@@ -141,7 +141,8 @@ class CrossEntropyFunction(torch.autograd.Function):
             w_sum = torch.tensor(float(n_cols), **f32)
         else:
             # clamp: an out-of-range index (value checks off) must not fault the gather.
-            target_weight = w[t.clamp(0, max(n_cols - 1, 0))] * keep
+            # long(): a uint8 index tensor would be read as a boolean mask.
+            target_weight = w[t.long().clamp(0, max(n_cols - 1, 0))] * keep
             w_sum = w.sum()
         denom = target_weight.sum()
         n_kept = keep.sum().to(torch.float32)
@@ -156,6 +157,9 @@ class CrossEntropyFunction(torch.autograd.Function):
         if fused_grad:
             if inplace_backward and input.is_contiguous():
                 grad = x3
+                # The logits now hold the gradient: autograd must know, so that an op that saved
+                # them raises its in-place error instead of using the gradient as logits.
+                torch.autograd.graph.increment_version(input)
             else:
                 grad = torch.empty((n_b, n_cols, n_inner), device=device, dtype=input.dtype)
         _launch(
@@ -188,7 +192,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         return out, z_out
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("cross_entropy")
     def backward(ctx, grad_out: torch.Tensor, _grad_z: torch.Tensor):  # type: ignore[override]
         if ctx.reduction != "none":
             once_only(ctx, "cross_entropy")
@@ -205,6 +209,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         n_b, n_cols, n_inner = x3.shape
         if inplace_backward and input.is_contiguous():
             grad = x3
+            torch.autograd.graph.increment_version(input)  # as in the forward above
         else:
             grad = torch.empty((n_b, n_cols, n_inner), device=input.device, dtype=input.dtype)
         go = grad_out.reshape(-1).to(torch.float32).contiguous()
@@ -238,7 +243,7 @@ def triton_cross_entropy(
     :func:`losskit.cross_entropy_with_z_loss` for ``lse_square_scale`` and ``softcap``.
     """
     loss, z = CrossEntropyFunction.apply(
-        input,
+        detach_unless_grad(input),  # no gradient buffer (nor in-place write) under no_grad
         target,
         weight,
         int(ignore_index),

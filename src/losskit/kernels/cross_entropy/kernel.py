@@ -193,7 +193,10 @@ def _ce_row(
                     cols = start + offs
                     xb, mb = _load_row_block(x_row, cols, sxc, n_cols, cap, SOFTCAP, True)
                     m_new = tl.maximum(m, tl.max(xb, 0))
-                    acc = acc * tl.exp(m - m_new) + tl.sum(tl.exp(xb - m_new), 0)
+                    # While every logit so far is -inf (a masked start of the vocabulary),
+                    # shift by 0: exp(-inf - (-inf)) would be NaN.
+                    shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+                    acc = acc * tl.exp(m - shift) + tl.sum(tl.exp(xb - shift), 0)
                     m = m_new
                     if SMOOTH:
                         if HAS_WEIGHT:

@@ -6,8 +6,8 @@ import math
 
 import torch
 import triton
-from torch.autograd.function import once_differentiable
 
+from ..._autograd import detach_unless_grad, first_order_only
 from ..common.function import once_only, scale_by_upstream_
 from .kernel import distill_kernel, kl_pointwise_kernel
 
@@ -77,7 +77,7 @@ class KLDivFunction(torch.autograd.Function):
         return (total / divisor).to(input.dtype)  # 0 / 0 = NaN for an empty mean, as torch
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("kl_div")
     def backward(ctx, grad_out):  # type: ignore[override]
         if ctx.reduction != "none":
             once_only(ctx, "kl_div")
@@ -98,7 +98,7 @@ def triton_kl_div(
     input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", log_target: bool = False
 ) -> torch.Tensor:
     """:func:`losskit.kl_div` by the one-pass kernel (validated arguments)."""
-    return KLDivFunction.apply(input, target, reduction, bool(log_target))
+    return KLDivFunction.apply(detach_unless_grad(input), target, reduction, bool(log_target))
 
 
 # ---------------------------------------------------------------- distillation on logits
@@ -170,7 +170,7 @@ class DistillationFunction(torch.autograd.Function):
         return (loss_rows.sum() / divisor).to(student.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order_only("distillation_kl_div / jsd")
     def backward(ctx, grad_out):  # type: ignore[override]
         if ctx.reduction != "none":
             once_only(ctx, "distillation loss")
@@ -194,5 +194,9 @@ def triton_distillation(
 ) -> torch.Tensor:
     """``T^2 KL`` (``beta=None``) or ``T^2 JSD_beta`` by the kernel (validated arguments)."""
     return DistillationFunction.apply(
-        student_logits, teacher_logits.detach(), float(temperature), beta, reduction
+        detach_unless_grad(student_logits),
+        teacher_logits.detach(),
+        float(temperature),
+        beta,
+        reduction,
     )

@@ -82,7 +82,9 @@ def _jsd_terms(u, v, mask, m_s, ls_s, m_t, ls_t, log_beta, log_1mb, beta):
     # Where q (or p) underflows to 0 its term is 0, not 0 * (-inf).
     term_q = tl.where(q > 0.0, beta * q * (lq - lm), 0.0)
     term_p = tl.where(p > 0.0, (1.0 - beta) * p * (lp - lm), 0.0)
-    g = tl.where(mask, (1.0 - beta) * (lp - lm), 0.0)
+    # Only read where p > 0 (the gradient is p (g - sum p g)); where student and teacher both
+    # mask a class, lm is -inf - (-inf) = NaN and would poison the row's sum.
+    g = tl.where(mask & (p > 0.0), (1.0 - beta) * (lp - lm), 0.0)
     return tl.where(mask, term_q + term_p, 0.0), g, tl.where(mask, p, 0.0)
 
 
@@ -156,9 +158,12 @@ def distill_kernel(
             u, v, mask = _load_pair(S_row, T_row, start + offs, ssc, stc, n_cols, inv_temp)
             ms_new = tl.maximum(m_s, tl.max(u, 0))
             mt_new = tl.maximum(m_t, tl.max(v, 0))
-            sum_s = sum_s * tl.exp(m_s - ms_new) + tl.sum(tl.exp(u - ms_new), 0)
-            e_t = tl.exp(v - mt_new)
-            rescale_t = tl.exp(m_t - mt_new)
+            # Shift by 0 while a row has shown only -inf (exp(-inf - (-inf)) is NaN).
+            s_shift = tl.where(ms_new == float("-inf"), 0.0, ms_new)
+            t_shift = tl.where(mt_new == float("-inf"), 0.0, mt_new)
+            sum_s = sum_s * tl.exp(m_s - s_shift) + tl.sum(tl.exp(u - s_shift), 0)
+            e_t = tl.exp(v - t_shift)
+            rescale_t = tl.exp(m_t - t_shift)
             sum_t = sum_t * rescale_t + tl.sum(e_t, 0)
             if not JSD:
                 cross = cross * rescale_t + tl.sum(tl.where(e_t > 0.0, e_t * (v - u), 0.0), 0)

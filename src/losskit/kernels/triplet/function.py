@@ -17,18 +17,23 @@ NUM_WARPS = 4
 
 
 def triton_batch_hard_mine(
-    embeddings: torch.Tensor, labels: torch.Tensor
+    embeddings: torch.Tensor, labels: torch.Tensor, unit_norms: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hardest positive and negative index of each anchor under squared Euclidean distance.
 
     ``embeddings`` ``(B, D)`` (float32/16/bf16), ``labels`` ``(B,)`` integer. Returns two int64
-    tensors ``(B,)``; ``-1`` where an anchor has no positive (or no negative).
+    tensors ``(B,)``; ``-1`` where an anchor has no positive (or no negative). ``unit_norms``
+    takes every ``|a|^2`` as 1, so the distance is ``2 - 2 a.b``: with L2-normalised rows, twice
+    the cosine distance, a zero row (normalised to 0) included.
     """
     b, d = embeddings.shape
     pos = torch.full((b,), -1, device=embeddings.device, dtype=torch.int32)
     neg = torch.full_like(pos, -1)
     if b and d:
-        sqn = embeddings.float().pow(2).sum(1).contiguous()
+        if unit_norms:
+            sqn = torch.ones(b, device=embeddings.device, dtype=torch.float32)
+        else:
+            sqn = embeddings.float().pow(2).sum(1).contiguous()
         lab = labels.to(torch.int64).contiguous()
         block_d = max(16, min(BLOCK_D, triton.next_power_of_2(d)))
         batch_hard_kernel[(triton.cdiv(b, BLOCK_M),)](
@@ -36,11 +41,13 @@ def triton_batch_hard_mine(
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=block_d, PRECISION=PRECISION, num_warps=NUM_WARPS,
         )  # fmt: skip
     elif b:  # D = 0: every distance is 0; the first other-index of each kind wins
-        return _mine_torch(embeddings.float(), labels)
+        return _mine_torch(embeddings.float(), labels, unit_norms)
     return pos.long(), neg.long()
 
 
-def _mine_torch(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _mine_torch(
+    x: torch.Tensor, labels: torch.Tensor, unit_norms: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     from .loss import mine_batch_hard_torch
 
-    return mine_batch_hard_torch(x, labels)
+    return mine_batch_hard_torch(x, labels, unit_norms)

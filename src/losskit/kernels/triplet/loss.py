@@ -16,12 +16,13 @@ METRICS = ("euclidean", "squared_euclidean", "cosine")
 
 
 def mine_batch_hard_torch(
-    x: torch.Tensor, labels: torch.Tensor
+    x: torch.Tensor, labels: torch.Tensor, unit_norms: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same mining with a ``B x B`` distance matrix (the PyTorch path)."""
+    """The same mining with a ``B x B`` distance matrix (the PyTorch path); ``unit_norms``: see
+    :func:`losskit.kernels.triplet.function.triton_batch_hard_mine`."""
     b = x.shape[0]
     xf = x.float()
-    sq = xf.pow(2).sum(1)
+    sq = torch.ones_like(xf[:, 0]) if unit_norms else xf.pow(2).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * xf @ xf.t()).clamp_min(0.0)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(b, dtype=torch.bool, device=x.device)
@@ -40,7 +41,8 @@ def maybe_batch_hard_mining(
     """Hardest positive/negative indices by the kernel, or ``None`` for the PyTorch path.
 
     ``metric`` ``"euclidean"``/``"squared_euclidean"`` mine on the embeddings, ``"cosine"`` on
-    the L2-normalised embeddings (the same order as cosine distance). ``-1`` marks an anchor
+    the L2-normalised embeddings with unit norms assumed (``2 - 2 cos``: the order of cosine
+    distance, also for a zero embedding, whose cosine distance is 1 to every other). ``-1`` marks an anchor
     with no positive or no negative.
     """
     if dispatch.get_kernel_mode() == "never":
@@ -57,7 +59,7 @@ def maybe_batch_hard_mining(
     x = embeddings.detach()
     if metric == "cosine":
         x = F.normalize(x.float(), dim=1)
-    return triton_batch_hard_mine(x, labels)
+    return triton_batch_hard_mine(x, labels, unit_norms=metric == "cosine")
 
 
 def _pair_distance(a: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
@@ -91,7 +93,8 @@ def batch_hard_triplet_loss(
     mined = maybe_batch_hard_mining(embeddings, labels, metric)
     if mined is None:
         x = embeddings.detach().float()
-        mined = mine_batch_hard_torch(F.normalize(x, dim=1) if metric == "cosine" else x, labels)
+        cosine = metric == "cosine"
+        mined = mine_batch_hard_torch(F.normalize(x, dim=1) if cosine else x, labels, cosine)
     pos, neg = mined
     valid = (pos >= 0) & (neg >= 0)
     x = embeddings
