@@ -60,11 +60,28 @@ def test_list_prints_every_loss_with_its_formula(capsys):
 
 def test_check_with_an_unknown_loss_is_a_usage_error(capsys):
     assert cli.main(["check", "--loss", "no_such_loss"]) == 2
+    assert "losskit check: error: unknown --loss 'no_such_loss'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "--device", "tpu"], "losskit check: error: --device must be 'cpu' or 'cuda'"),
+        (["list", "--family", "nope"], "losskit list: error: unknown --family 'nope'"),
+        (["bench", "--device", "tpu"], "losskit bench: error: --device must be"),
+        (["bench", "--out", "/proc/losskit-nope"], "losskit bench: error: cannot write to --out"),
+        (["demo", "--seed", "-1"], "losskit demo: error: --seed must be in [0, 2**32)"),
+        ([], "usage: losskit"),
+    ],
+)
+def test_bad_options_are_one_line_errors_with_status_2_before_any_work(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_bench_with_an_unknown_case_or_device_exits_2(tmp_path, capsys):
     assert cli.main(["bench", "--case", "no_such_case", "--out", str(tmp_path)]) == 2
-    assert "unknown case 'no_such_case'" in capsys.readouterr().err
+    assert "unknown --case 'no_such_case'" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert cli.main(["bench", "--device", "cuda", "--out", str(tmp_path)]) == 2
         assert "no CUDA device" in capsys.readouterr().err

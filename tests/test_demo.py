@@ -41,7 +41,8 @@ def _demo(*args):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--device", "tpu"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
+        (["--device", "tpu"], "--device must be 'cpu' or 'cuda' (or 'cuda:N'), got 'tpu'"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
         (["--out", "/proc/losskit-demo"], "cannot write to --out '/proc/losskit-demo'"),
         (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
     ],

@@ -200,7 +200,9 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> to
         (a zero subgradient is used).
 
     Example:
-        >>> losskit.boxes.box_iou(anchors, gt_boxes).max(dim=1)
+        >>> anchors = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+        >>> gt_boxes = torch.tensor([[0.0, 0.0, 2.0, 1.0]])
+        >>> losskit.boxes.box_iou(anchors, gt_boxes)  # (2, 1): 0.5 and 0
 
     Mirrors ``torchvision.ops.box_iou`` (plus ``eps``).
     """
@@ -243,7 +245,9 @@ def iou_loss(
     Edge cases: see :mod:`losskit.boxes` (degenerate boxes finite, empty ``mean`` is 0).
 
     Example:
-        >>> losskit.boxes.iou_loss(pred_boxes, gt_boxes)
+        >>> pred_boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]], requires_grad=True)
+        >>> gt_boxes = torch.tensor([[1.0, 0.0, 3.0, 2.0]])
+        >>> losskit.boxes.iou_loss(pred_boxes, gt_boxes).backward()  # loss 1 - 1/3
 
     Reference: Yu et al., "UnitBox", ACM MM 2016 (which uses :math:`-\ln \mathrm{IoU}`; the linear
     form :math:`1 - \mathrm{IoU}` used here is finite for disjoint boxes).

@@ -8,12 +8,24 @@ from collections.abc import Sequence
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ._registry import all_losses
     from .conformance import format_table, run_checks
 
-    rows = run_checks(args.loss or None, args.family, args.device)
+    problem = _device_problem(args.device) or _selection_problem(args.loss, args.family)
+    if problem:
+        return _fail("check", problem)
+    with warnings.catch_warnings():
+        # torch's own kl_div(reduction="mean") warns on every comparison: noise here.
+        warnings.simplefilter("ignore", UserWarning)
+        rows = run_checks(args.loss or None, args.family, args.device)
     if not rows:
-        print("no registered loss matches the selection", file=sys.stderr)
-        return 2
+        names = ", ".join(args.loss or [])
+        families = sorted({i.family for i in all_losses()})
+        return _fail(
+            "check", f"no loss named {names} in family {args.family!r}; families: {families}"
+        )
     print(format_table(rows))
     failed = [r for r in rows if not r.passed]
     cases = sum(r.cases for r in rows)
@@ -30,6 +42,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from ._registry import all_losses
 
+    problem = _selection_problem(None, args.family)
+    if problem:
+        return _fail("list", problem)
     infos = all_losses(args.family)
     width = max((len(i.name) for i in infos), default=4)
     for info in infos:
@@ -39,6 +54,47 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection_problem(names: list[str] | None, family: str | None) -> str | None:
+    """Why ``--loss``/``--family`` select nothing, naming what exists; ``None`` if they are fine."""
+    from ._registry import all_losses
+
+    infos = all_losses()
+    families = sorted({i.family for i in infos})
+    if family is not None and family not in families:
+        return f"unknown --family {family!r}; choose one of: {', '.join(families)}"
+    unknown = [n for n in names or [] if n not in {i.name for i in infos}]
+    if unknown:
+        return f"unknown --loss {', '.join(map(repr, unknown))}; `losskit list` shows the names"
+    return None
+
+
+def _device_problem(device: str) -> str | None:
+    """Why ``--device`` cannot be used here; ``None`` if it can."""
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind not in ("cpu", "cuda"):
+        return f"--device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}"
+    if kind == "cuda" and not torch.cuda.is_available():
+        return f"--device {device} was asked for, but torch sees no CUDA device"
+    return None
+
+
+def _out_problem(out: str, option: str = "--out") -> str | None:
+    """Create ``out`` if needed; why it cannot be written to, or ``None``."""
+    import os
+    from pathlib import Path
+
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        return f"cannot write to {option} {str(path)!r}: {exc.strerror or exc}"
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (and exit status 2), without the usage block."""
 
@@ -46,28 +102,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _fail(message: str) -> int:
-    print(f"losskit demo: error: {message}", file=sys.stderr)
+def _fail(command: str, message: str) -> int:
+    print(f"losskit {command}: error: {message}", file=sys.stderr)
     return 2
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
-    import torch
-
-    if args.device not in ("cpu", "cuda"):
-        return _fail(f"--device must be 'cpu' or 'cuda', got {args.device!r}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return _fail("--device cuda was asked for, but torch sees no CUDA device")
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        if not os.access(out, os.W_OK):
-            raise PermissionError("not writable")
-    except OSError as exc:
-        return _fail(f"cannot write to --out {str(out)!r}: {exc.strerror or exc}")
+    if not 0 <= args.seed < 2**32:
+        return _fail("demo", f"--seed must be in [0, 2**32), got {args.seed}")
+    problem = _device_problem(args.device) or _out_problem(args.out)
+    if problem:
+        return _fail("demo", problem)
     try:
         import matplotlib  # noqa: F401
         import rich  # noqa: F401
@@ -75,20 +122,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         from .demo import DemoConfig, run
     except ImportError as exc:
-        return _fail(f'the demo needs its extra ({exc.name} is missing): pip install -e ".[demo]"')
-    run(DemoConfig(out=out, seed=args.seed, device=args.device, quick=args.quick))
+        return _fail(
+            "demo", f'the demo needs its extra ({exc.name} is missing): pip install -e ".[demo]"'
+        )
+    run(DemoConfig(out=Path(args.out), seed=args.seed, device=args.device, quick=args.quick))
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run
 
+    # Checked before timing anything: a bad --out must not lose a finished run.
+    problem = _device_problem(args.device) or _out_problem(args.out)
+    if problem:
+        return _fail("bench", problem)
     compile_flag = {"auto": None, "on": True, "off": False}[args.compile]
     return run(args.device, args.case, args.out, compile=compile_flag)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="losskit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"losskit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="compare every loss with its NumPy reference and torch")
@@ -106,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="time the hot losses against torch, torch.compile and the peers"
     )
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    bench.add_argument("--case", help="only this case (default: all)")
+    from .bench.cases import CASES
+
+    bench.add_argument("--case", help=f"only this case (default: all): {', '.join(CASES)}")
     bench.add_argument("--out", default="bench-out", help="folder for results.md/csv/png")
     bench.add_argument(
         "--compile",
@@ -121,16 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="a short run (under 30 s on 2 CPU cores)"
     )
     demo.add_argument(
-        "--seed", type=int, default=0, help="random seed (runs are deterministic on CPU)"
+        "--seed", type=int, default=0, help="random seed (default 0; deterministic on CPU)"
     )
-    demo.add_argument("--device", default="cpu", help="cpu or cuda")
-    demo.add_argument("--out", default="losskit-demo", help="folder for the PNG plots")
+    demo.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    demo.add_argument(
+        "--out", default="losskit-demo", help="folder for the PNG plots (default losskit-demo)"
+    )
     demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # no command: show what there is, rather than argparse's one-line complaint
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     return int(args.func(args))
 
 

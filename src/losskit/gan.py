@@ -98,6 +98,8 @@ def minimax_discriminator_loss(
     An empty batch gives NaN for ``mean`` (its mean is NaN) and contributes 0 to ``sum``.
 
     Example:
+        >>> D, G = torch.nn.Linear(2, 1), torch.nn.Linear(3, 2)  # discriminator and generator
+        >>> x, z = torch.randn(8, 2), torch.randn(8, 3)
         >>> d_loss = losskit.gan.minimax_discriminator_loss(D(x), D(G(z).detach()))
 
     Reference: Goodfellow et al., "Generative Adversarial Nets", NeurIPS 2014, eq. 1.
@@ -132,7 +134,8 @@ def minimax_generator_loss(
         Scalar, or ``fake_logits``' shape for ``"none"``; the dtype of ``fake_logits``.
 
     Example:
-        >>> g_loss = losskit.gan.minimax_generator_loss(D(G(z)))
+        >>> D, G = torch.nn.Linear(2, 1), torch.nn.Linear(3, 2)
+        >>> g_loss = losskit.gan.minimax_generator_loss(D(G(torch.randn(8, 3))))
 
     Reference: Goodfellow et al. 2014, eq. 1 and section 3 (the non-saturating trick).
     """
@@ -166,6 +169,8 @@ def wasserstein_critic_loss(
         A scalar in the dtype of ``real_scores``.
 
     Example:
+        >>> f, G = torch.nn.Linear(2, 1), torch.nn.Linear(3, 2)  # critic and generator
+        >>> x, z = torch.randn(8, 2), torch.randn(8, 3)
         >>> c_loss = losskit.gan.wasserstein_critic_loss(f(x), f(G(z).detach()))
 
     Reference: Arjovsky, Chintala and Bottou, "Wasserstein GAN", ICML 2017, Algorithm 1.
@@ -243,8 +248,11 @@ def gradient_penalty(
     :math:`\lambda t^2` with a zero, not NaN, gradient. An empty batch gives NaN for ``mean``.
 
     Example:
-        >>> gp = losskit.gan.gradient_penalty(critic, x, G(z).detach())
-        >>> (losskit.gan.wasserstein_critic_loss(critic(x), critic(G(z).detach())) + gp).backward()
+        >>> critic = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        >>> score = lambda x: critic(x).squeeze(1)
+        >>> real, fake = torch.randn(16, 2), torch.randn(16, 2)  # fake: G(z).detach()
+        >>> gp = losskit.gan.gradient_penalty(score, real, fake, weight=10.0)
+        >>> (losskit.gan.wasserstein_critic_loss(score(real), score(fake)) + gp).backward()
 
     Reference: Gulrajani et al., "Improved Training of Wasserstein GANs", NeurIPS 2017, Algorithm 1.
     """
@@ -284,7 +292,7 @@ def gradient_penalty(
         )
     else:  # the scores do not depend on x_hat at all: a zero gradient
         grads = torch.zeros_like(x_hat)
-    sq_norm = upcast(grads).reshape(n, -1).pow(2).sum(1)
+    sq_norm = upcast(grads).flatten(1).pow(2).sum(1)  # flatten, not reshape(n, -1): n may be 0
     penalty = weight * (_safe_norm(sq_norm) - target_norm) ** 2
     return reduce(penalty, reduction).to(real.dtype)
 

@@ -131,9 +131,7 @@ def _contenders(case: Case, s: Settings) -> Iterator[tuple[str, Callable[[], Los
 
     def compiled() -> LossFn:
         if not s.compile:
-            raise Unavailable(
-                "skipped on the CPU (slow to compile); LOSSKIT_BENCH_COMPILE=1 runs it"
-            )
+            raise Unavailable("skipped on the CPU (slow to compile); --compile on runs it")
         return torch.compile(formula())
 
     yield "torch.compile", compiled
@@ -306,7 +304,10 @@ def run(
     """Run the benchmark (``losskit bench``); print the table and write ``results.md``,
     ``results.csv`` and ``results.png`` into ``out_dir``. Returns the process exit status."""
     if case is not None and case not in CASES:
-        print(f"unknown case {case!r}; choose one of: {', '.join(CASES)}", file=sys.stderr)
+        print(
+            f"losskit bench: error: unknown --case {case!r}; choose one of: {', '.join(CASES)}",
+            file=sys.stderr,
+        )
         return 2
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     if device_type == "cuda" and not torch.cuda.is_available():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -48,7 +49,10 @@ class KernelUnsupportedError(RuntimeError):
 
 def _initial_mode() -> str:
     mode = os.environ.get("LOSSKIT_KERNELS", "auto").strip().lower()
-    return mode if mode in MODES else "auto"
+    if mode not in MODES:
+        warnings.warn(f"LOSSKIT_KERNELS={mode!r} is not one of {MODES}; using 'auto'", stacklevel=2)
+        return "auto"
+    return mode
 
 
 _mode = _initial_mode()

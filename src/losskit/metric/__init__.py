@@ -7,6 +7,8 @@ miners return index tuples; :class:`PKSampler` builds the batches they need. The
 
 Example:
     >>> from losskit.metric import PKSampler, triplet_loss
+    >>> model, images = torch.nn.Linear(64, 16), torch.randn(32, 64)
+    >>> labels = torch.arange(8).repeat_interleave(4)  # 8 identities x 4 samples
     >>> loss = triplet_loss(model(images), labels, margin=0.3, mining="batch_hard")
 """
 

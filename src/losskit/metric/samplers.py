@@ -48,6 +48,9 @@ class PKSampler(Sampler[list[int]]):
             epoch is seeded from torch's global generator (like ``RandomSampler``).
 
     Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> dataset_labels = torch.arange(40).repeat_interleave(5)  # 40 identities x 5 images
+        >>> dataset = TensorDataset(torch.randn(200, 8), dataset_labels)
         >>> sampler = PKSampler(dataset_labels, p=16, k=4, seed=0)
         >>> loader = DataLoader(dataset, batch_sampler=sampler)  # batches of 64
     """

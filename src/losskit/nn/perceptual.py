@@ -80,9 +80,15 @@ class PerceptualLoss(Loss):
         ``input`` and ``target``: the same shape ``(N, ...)`` (what the extractor accepts).
 
     Example:
-        >>> vgg = torchvision.models.vgg16(weights="DEFAULT").features
-        >>> loss = losskit.nn.PerceptualLoss(vgg, ["3", "8", "15"], criterion="l1")
-        >>> loss(generated, reference).backward()
+        >>> net = torch.nn.Sequential(
+        ...     torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU()
+        ... )
+        >>> loss = losskit.nn.PerceptualLoss(net, ["1", "3"], layer_weights=[1.0, 0.5])
+        >>> generated = torch.rand(2, 3, 16, 16, requires_grad=True)
+        >>> loss(generated, torch.rand(2, 3, 16, 16)).backward()
+
+        With torchvision, a pretrained VGG is the classic extractor:
+        ``PerceptualLoss(torchvision.models.vgg16(weights="DEFAULT").features, ["3", "8", "15"])``.
 
     Reference: Johnson, Alahi and Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and
     Super-Resolution", ECCV 2016 (the feature reconstruction loss).
