@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ._binary_logits import binary_logit_loss
 from ._checks import (
     check_class_indices,
     check_floating,
@@ -27,7 +28,6 @@ from ._checks import (
 )
 from ._precision import upcast
 from ._reduction import check_reduction, reduce, weighted_mean
-from .classification import bce_with_logits_terms
 from .kernels import dispatch as _kernels
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
@@ -87,9 +87,11 @@ def sigmoid_focal_loss(
     .. math::
         \ell = -\alpha_t\,(1 - p_t)^\gamma\,[\,y \log p + (1 - y) \log(1 - p)\,]
 
-    computed as :math:`\alpha_t \exp(\gamma \log(1 - p_t))\,\mathrm{BCE}(x, y)` with
-    :math:`\log(1 - p_t) = \operatorname{logaddexp}(\log\sigma(x) + \log(1 - y), \log\sigma(-x) +
-    \log y)` (for a hard label, simply :math:`\log\sigma(\mp x)`).
+    computed as :math:`\alpha_t (1 - p_t)^\gamma\,\mathrm{BCE}(x, y)` with :math:`1 - p_t =
+    (1 - y)\,\sigma(x) + y\,\sigma(-x)` and BCE from :math:`\log\sigma(\pm x)` (never
+    :math:`1 - \sigma`), and the gradient in closed form during the forward (so that only the
+    forward's passes over memory are paid); a backward with ``create_graph=True`` differentiates
+    the autograd form instead, so higher-order gradients are exact.
 
     Args:
         input: logits, any shape, e.g. ``(N, C)`` for multi-label or ``(N,)`` for binary.
@@ -130,16 +132,9 @@ def sigmoid_focal_loss(
 
     x = upcast(input)
     y = target.detach().to(x.dtype)
-    # The BCE term of losskit.binary_cross_entropy_with_logits, so that gamma = 0 gives it bit
+    # gamma = 0 goes through the same code as losskit.binary_cross_entropy_with_logits: equal bit
     # for bit.
-    loss = bce_with_logits_terms(x, y)
-    if gamma != 0.0:
-        # log(1 - p_t) = log((1 - y) σ(x) + y σ(-x)); log(0) = -inf selects one term for hard
-        # labels, and logaddexp gives the -inf term exactly zero weight (value and gradient).
-        log_q = torch.logaddexp(F.logsigmoid(x) + torch.log1p(-y), F.logsigmoid(-x) + torch.log(y))
-        loss = torch.exp(gamma * log_q) * loss
-    if alpha >= 0.0:
-        loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
+    loss = binary_logit_loss(x, y, None, alpha if alpha >= 0.0 else None, gamma)
     return reduce(loss, reduction).to(input.dtype)
 
 

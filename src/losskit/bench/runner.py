@@ -3,7 +3,9 @@
 Method: several input sets are made per case and used in turn (so repeated iterations do not
 time the cache); ``.grad`` is set to ``None`` before each iteration (so the accumulation of a
 previous gradient is not timed); each contender is warmed up first (compilation, autotuning);
-the time is the median over the iterations (CUDA events on a GPU, ``perf_counter`` on the CPU).
+the time is the median over the iterations (CUDA events on a GPU, ``perf_counter`` on the CPU,
+where a contender runs for at least a second, since CPU timings of a few milliseconds vary much
+from one iteration to the next).
 "Peak extra memory" is the CUDA allocator's peak during one iteration minus what was allocated
 before it (inputs included there, so it counts activations, workspaces and the gradients).
 On CUDA the copy bandwidth is measured once; a case's floor is its fewest bytes over that
@@ -53,6 +55,8 @@ class Settings:
     iters: int
     rotations: int
     compile: bool
+    min_seconds: float = 0.0  # CPU: keep iterating (up to max_iters) until this much time passed
+    max_iters: int = 0
 
 
 def _settings(device: str, compile_: bool | None) -> Settings:
@@ -61,11 +65,19 @@ def _settings(device: str, compile_: bool | None) -> Settings:
         compile_ = cuda or os.environ.get("LOSSKIT_BENCH_COMPILE", "") == "1"
     return Settings(
         device,
-        warmup=3 if cuda else 1,
+        warmup=3,
         iters=20 if cuda else 5,
         rotations=3 if cuda else 2,
         compile=compile_,
+        min_seconds=0.0 if cuda else 1.0,
+        max_iters=20 if cuda else 200,
     )
+
+
+def _iterations(s: Settings) -> str:
+    if not s.min_seconds:
+        return f"{s.iters} iterations"
+    return f"{s.iters} to {s.max_iters} iterations (as many as fit in {s.min_seconds:g} s)"
 
 
 def _sync(device: str) -> None:
@@ -114,11 +126,14 @@ def _time_contender(
         torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        for k in range(s.iters):
+        deadline = time.perf_counter() + s.min_seconds
+        k = 0
+        while k < s.iters or (k < s.max_iters and time.perf_counter() < deadline):
             inputs = sets[k % len(sets)]
             t0 = time.perf_counter()
             _step(fn, inputs, keys)
             times.append((time.perf_counter() - t0) * 1e3)
+            k += 1
         peak = None
     for inputs in sets:
         _reset_grads(inputs, keys)
@@ -383,7 +398,7 @@ def _header(device: str, bandwidth: float | None, flops: float | None, s: Settin
     lines = [
         f"# losskit bench on {name}",
         f"{_dt.date.today().isoformat()}, torch {torch.__version__}{tri}; forward + backward, median of "
-        f"{s.iters} iterations after {s.warmup} warm-up, {s.rotations} input sets in rotation, "
+        f"{_iterations(s)} after {s.warmup} warm-up, {s.rotations} input sets in rotation, "
         "`.grad = None` between iterations.",
     ]
     if bandwidth:
