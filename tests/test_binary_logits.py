@@ -116,9 +116,9 @@ def test_the_gradient_is_computed_only_when_autograd_will_ask_for_it(monkeypatch
     asked = []
     inner = _binary_logits._value_and_grad
 
-    def spy(*args):
-        asked.append(args[-1])  # need_grad
-        return inner(*args)
+    def spy(*args, need_grad):
+        asked.append(need_grad)
+        return inner(*args, need_grad=need_grad)
 
     monkeypatch.setattr(_binary_logits, "_value_and_grad", spy)
     x = torch.randn(4, 3, requires_grad=True)

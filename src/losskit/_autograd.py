@@ -51,3 +51,10 @@ def detach_unless_grad(t: torch.Tensor) -> torch.Tensor:
     ``torch.no_grad()``; detaching first makes it False there.
     """
     return t if torch.is_grad_enabled() and t.requires_grad else t.detach()
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) is running."""
+    # torch's own autograd.Function uses this private check for the same purpose.
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False

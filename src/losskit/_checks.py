@@ -41,6 +41,22 @@ def value_checks_enabled() -> bool:
     return _check_level == "all"
 
 
+def any_true(mask: torch.Tensor) -> bool:
+    """``bool(mask.any())`` for a value check; False where values cannot be read.
+
+    Inside ``torch.func.vmap`` a tensor's values are not available to Python, so a value check
+    there is skipped rather than failing with vmap's data-dependent-control-flow error.
+    """
+    try:
+        return bool(mask.any())
+    except RuntimeError:
+        from ._autograd import functorch_active
+
+        if functorch_active():
+            return False
+        raise
+
+
 def check_tensor(name: str, value: object) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -181,7 +197,7 @@ def check_class_indices(
     bad = (target < 0) | (target >= num_classes)
     if ignore_index is not None:
         bad &= target != ignore_index
-    if bool(bad.any()):
+    if any_true(bad):
         first = int(target[bad].flatten()[0])
         raise IndexError(
             f"Target {first} is out of bounds: class indices must be in [0, {num_classes})"
@@ -196,10 +212,10 @@ def check_values_in(name: str, t: torch.Tensor, low: float, high: float) -> None
     # One pass over t (aminmax propagates NaN, which fails both comparisons); the elementwise
     # test below only runs to name an offending value.
     lowest, highest = torch.aminmax(t)
-    if bool((lowest >= low) & (highest <= high)):
+    if not any_true(~((lowest >= low) & (highest <= high))):
         return
     bad = ~((t >= low) & (t <= high))
-    if bool(bad.any()):
+    if any_true(bad):
         first = float(t[bad].flatten()[0])
         raise ValueError(
             f"all elements of {name} should be between {low:g} and {high:g}, found {first!r}"

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import (
+    any_true,
     check_bool,
     check_floating,
     check_range,
@@ -81,7 +82,7 @@ def _check_valid_boxes(name: str, boxes: torch.Tensor) -> None:
         return
     x1, y1, x2, y2 = boxes.detach().unbind(-1)
     bad = ~((x2 >= x1) & (y2 >= y1))
-    if bool(bad.any()):
+    if any_true(bad):
         first = [float(v) for v in boxes.detach()[bad][0]]
         raise ValueError(
             f"{name} has a box with x2 < x1 or y2 < y1: {first}; boxes must be (x1, y1, x2, y2) "

@@ -323,24 +323,53 @@ _GRAD_EPS = 1e-12
 
 
 class _BinaryCrossEntropy(torch.autograd.Function):
-    """Unreduced ``-(y log x + (1 - y) log(1 - x))`` with torch's clamped logs and gradient."""
+    """Unreduced ``-(y log x + (1 - y) log(1 - x))`` with torch's clamped logs and gradient.
+
+    The backward is made of differentiable ops (so double backward works), and the
+    ``setup_context`` form with a generated vmap rule and a ``jvp`` lets ``torch.func`` through.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         log_x, log_1mx = _clamped_logs(x)
-        ctx.save_for_backward(x, y)
         return -(y * log_x + (1.0 - y) * log_1mx)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, y = ctx.saved_tensors
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad * (x - y) / (x * (1.0 - x)).clamp_min(_GRAD_EPS)
+            grad_x = grad * _input_grad(x, y)
         if ctx.needs_input_grad[1]:
-            log_x, log_1mx = _clamped_logs(x)
-            grad_y = grad * (log_1mx - log_x)
+            grad_y = grad * _target_grad(x)
         return grad_x, grad_y
+
+    @staticmethod
+    def jvp(ctx, x_t: torch.Tensor | None, y_t: torch.Tensor | None):  # type: ignore[override]
+        x, y = ctx.saved_tensors
+        out = None
+        if x_t is not None:
+            out = _input_grad(x, y) * x_t
+        if y_t is not None:
+            term = _target_grad(x) * y_t
+            out = term if out is None else out + term
+        return out
+
+
+def _input_grad(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x - y) / (x * (1.0 - x)).clamp_min(_GRAD_EPS)
+
+
+def _target_grad(x: torch.Tensor) -> torch.Tensor:
+    log_x, log_1mx = _clamped_logs(x)
+    return log_1mx - log_x
 
 
 def _clamped_logs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

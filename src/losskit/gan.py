@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import (
+    any_true,
     check_bool,
     check_floating,
     check_range,
@@ -419,7 +420,7 @@ def _check_margin(margin: object, like: torch.Tensor) -> torch.Tensor | float:
                 f"margin of shape {tuple(margin.shape)} does not broadcast to the shape of the "
                 f"losses {tuple(like.shape)}"
             )
-        if value_checks_enabled() and margin.numel() and bool((~(margin >= 0)).any()):
+        if value_checks_enabled() and margin.numel() and any_true(~(margin >= 0)):
             first = float(margin[~(margin >= 0)].flatten()[0])
             raise ValueError(f"margin must be >= 0 (a distance Δ(x, G(z))), found {first!r}")
         return margin

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._autograd import detach_unless_grad, first_order_only
+from ._autograd import detach_unless_grad, first_order_only, functorch_active
 from ._checks import (
     check_bool,
     check_class_indices,
@@ -361,7 +361,9 @@ def linear_cross_entropy(
     if not target.is_floating_point():
         check_class_indices(target, num_classes, ignore_index)
 
-    if linear_weight.dim() > 2:
+    # Unchunked for (N, C, d1..dK) logits, as torch, and under torch.func transforms, which
+    # cannot follow the chunked Function's gradient computed in the forward.
+    if linear_weight.dim() > 2 or functorch_active():
         return _linear_ce_unchunked(
             input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
             label_smoothing,
@@ -404,13 +406,14 @@ def _linear_ce_unchunked(
     ignore_index: int,
     label_smoothing: float,
 ) -> torch.Tensor:
-    # K-dimensional loss: logits (N, C, d1..dK); torch computes this case unchunked too.
+    # Logits (N, C) or (C,), or for a K-dimensional weight (N, C, d1..dK), which torch computes
+    # unchunked too.
     from .classification import cross_entropy
 
     out_shape = linear_weight.shape[:-1]
     flat_w = linear_weight.reshape(-1, linear_weight.shape[-1])
     flat_b = None if linear_bias is None else linear_bias.reshape(-1)
-    logits = F.linear(input, flat_w, flat_b).reshape(input.shape[0], *out_shape)
+    logits = F.linear(input, flat_w, flat_b).reshape(*input.shape[:-1], *out_shape)
     return cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import (
+    any_true,
     check_bool,
     check_class_indices,
     check_class_weight,
@@ -358,7 +359,7 @@ def _check_multilabel_indices(target: torch.Tensor, num_classes: int) -> None:
     if not value_checks_enabled() or target.numel() == 0:
         return
     bad = (target < -1) | (target >= num_classes)
-    if bool(bad.any()):
+    if any_true(bad):
         first = int(target[bad].flatten()[0])
         raise IndexError(
             f"Target {first} is out of bounds: multilabel targets must be class indices in "

@@ -13,6 +13,7 @@ import math
 import torch
 
 from ._checks import (
+    any_true,
     check_bool,
     check_floating,
     check_number,
@@ -335,7 +336,7 @@ def _gaussian_var(var: object, input: torch.Tensor) -> torch.Tensor:
         return upcast(input).new_full((), v)  # a 0-D tensor broadcasts
     var = check_floating("var", var)
     check_same_device("var", var, input)
-    if value_checks_enabled() and var.numel() and bool((var < 0).any()):
+    if value_checks_enabled() and var.numel() and any_true(var < 0):
         first = float(var[var < 0].flatten()[0])
         raise ValueError(f"var has negative entry/entries: found {first!r}")
     return upcast(_homoscedastic_view(var, input))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import (
+    any_true,
     check_floating,
     check_number,
     check_same_shape,
@@ -53,7 +54,7 @@ def _check_signed_pair(input: object, target: object) -> tuple[torch.Tensor, tor
     check_same_shape("input", input, "target", target)
     if value_checks_enabled() and target.numel() > 0:
         bad = (target != 1) & (target != -1)
-        if bool(bad.any()):
+        if any_true(bad):
             first = target[bad].flatten()[0].item()
             raise ValueError(
                 f"target must contain only -1 and 1 (labels y in {{-1, 1}}), found {first!r}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._autograd import functorch_active
 from .._checks import check_bool
 from .._precision import upcast
 from .._reduction import check_reduction
@@ -112,7 +113,9 @@ def triplet_loss(
         out = _reduce(_hinge(d_ap - d_an, margin, soft_margin), reduction)
     else:
         dist = distance_matrix(xc, None, metric, p)
-        if mining == "batch_all" and reduction != "none":
+        # Under torch.func the listing path below: the Function's forward mines with
+        # data-dependent shapes, and computes its gradient in a way transforms cannot follow.
+        if mining == "batch_all" and reduction != "none" and not functorch_active():
             out = _BatchAllTriplet.apply(dist, labels, margin, soft_margin, reduction == "mean")
         else:
             if mining == "semi_hard":
