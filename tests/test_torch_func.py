@@ -1,5 +1,5 @@
 """Every loss under ``torch.func``: ``grad``, per-sample ``vmap(grad)``, and for the losses with a
-hand-written autograd Function also ``jacfwd`` (forward mode) and ``hessian``.
+hand-written autograd Function also ``jacfwd`` (forward mode), ``hessian`` and ``torch.compile``.
 
 The oracle is the loss's ordinary autograd gradient (checked against the NumPy reference by the
 conformance suite), a loop over the samples for ``vmap``, and autograd's ``gradgradcheck``
@@ -104,3 +104,18 @@ def test_value_checks_are_skipped_only_where_vmap_hides_the_values():
     # Under grad (no vmap) values are readable, and still checked.
     with pytest.raises(ValueError, match="target should be between 0 and 1"):
         grad(lambda a: losskit.sigmoid_focal_loss(a, y[1]))(x[1])
+
+
+@pytest.mark.parametrize("name", list(_binary_losses()))
+def test_torch_compile_traces_the_hand_written_functions(name):
+    # aot_eager: dynamo and AOT autograd trace forward and backward, without a C++ compiler.
+    fn = _binary_losses()[name]
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend="aot_eager")
+    x = torch.randn(3, 4, dtype=F64)
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got, want = compiled(a), fn(b)
+    got.backward()
+    want.backward()
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(a.grad, b.grad)
