@@ -137,3 +137,66 @@ def test_sigmoid_focal_refuses_a_target_outside_0_1_nan_included(bad):
     y[1, 2] = bad
     with pytest.raises(ValueError, match=r"target should be between 0 and 1, found"):
         losskit.sigmoid_focal_loss(torch.zeros(2, 3), y)
+
+
+def test_a_wider_target_or_pos_weight_dtype_is_promoted_as_torch_does():
+    torch.manual_seed(2)
+    x = torch.randn(4, 3, requires_grad=True)
+    y = torch.rand(4, 3)
+    pw = torch.rand(3, dtype=torch.float64) + 0.5
+    for target, pos_weight in ((y.double(), None), (y, pw), (y.double(), pw)):
+        got = losskit.binary_cross_entropy_with_logits(x, target, pos_weight=pos_weight)
+        want = TF.binary_cross_entropy_with_logits(
+            x.double(), target.double(), pos_weight=pos_weight
+        )
+        assert got.dtype == torch.float32  # losskit returns the input's dtype
+        torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=0)
+
+
+def test_pos_weight_times_an_overflowing_log_sigmoid_is_not_nan():
+    # p_w log σ(x) overflows float32 to -inf at x = -1e38; y = 0 must still give 0, as torch.
+    x = torch.tensor([-1e38, -1e38], requires_grad=True)
+    y = torch.tensor([0.0, 1.0])
+    pw = torch.tensor(10.0)
+    got = losskit.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")
+    want = TF.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("with_pos_weight", (False, True))
+def test_forward_mode_tangents_of_logits_target_and_pos_weight_match_torch(with_pos_weight):
+    fwad = torch.autograd.forward_ad
+    torch.manual_seed(3)
+    x, dx = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    y, dy = torch.rand(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    pw, dpw = torch.rand(3, dtype=torch.float64) + 0.5, torch.randn(3, dtype=torch.float64)
+    for duals in ("x", "y", "xy", "pw", "xypw"):
+        if "pw" in duals and not with_pos_weight:
+            continue
+        tangents = []
+        for fn in (losskit.binary_cross_entropy_with_logits, TF.binary_cross_entropy_with_logits):
+            with fwad.dual_level():
+                a = fwad.make_dual(x, dx) if "x" in duals else x
+                b = fwad.make_dual(y, dy) if "y" in duals else y
+                kw = {}
+                if with_pos_weight:  # torch refuses a dual pos_weight: only ours gets one
+                    dual_pw = "pw" in duals and fn is losskit.binary_cross_entropy_with_logits
+                    kw["pos_weight"] = fwad.make_dual(pw, dpw) if dual_pw else pw
+                out = fn(a, b, reduction="sum", **kw)
+                tangents.append(fwad.unpack_dual(out).tangent)
+        ours, torchs = tangents
+        if "pw" in duals:  # add dB/dp_w = -y log σ(x) to torch's by hand
+            torchs = (0.0 if torchs is None else torchs) + (-y * TF.logsigmoid(x) * dpw).sum()
+        torch.testing.assert_close(ours, torchs, rtol=1e-12, atol=1e-12)
+
+
+def test_vmap_over_targets_with_shared_logits_then_backward():
+    torch.manual_seed(4)
+    x = torch.randn(4, 3, requires_grad=True)
+    targets = torch.rand(5, 4, 3)
+    for fn in (losskit.sigmoid_focal_loss, losskit.binary_cross_entropy_with_logits):
+        out = torch.func.vmap(lambda t, fn=fn: fn(x, t, reduction="sum"))(targets)
+        (got,) = torch.autograd.grad(out.sum(), x)
+        (want,) = torch.autograd.grad(sum(fn(x, t, reduction="sum") for t in targets), x)
+        torch.testing.assert_close(got, want)

@@ -403,7 +403,8 @@ def binary_cross_entropy_with_logits(
     Returns:
         Scalar, or ``input``'s shape for ``reduction="none"``.
 
-    Finite for logits of any magnitude (±1e4 included). Mirrors
+    Finite for logits of any magnitude (±1e4 included), except where ``pos_weight`` times the loss
+    overflows the dtype (then inf, as torch). Mirrors
     :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
     """
     input, target, weight = _check_binary(input, target, weight)

@@ -90,8 +90,8 @@ def sigmoid_focal_loss(
     computed as :math:`\alpha_t (1 - p_t)^\gamma\,\mathrm{BCE}(x, y)` with :math:`1 - p_t =
     (1 - y)\,\sigma(x) + y\,\sigma(-x)` and BCE from :math:`\log\sigma(\pm x)` (never
     :math:`1 - \sigma`), and the gradient in closed form during the forward (so that only the
-    forward's passes over memory are paid); a backward with ``create_graph=True`` differentiates
-    the autograd form instead, so higher-order gradients are exact.
+    forward's passes over memory are paid); a backward with ``create_graph=True`` recomputes it
+    with autograd recording, so it can be differentiated again.
 
     Args:
         input: logits, any shape, e.g. ``(N, C)`` for multi-label or ``(N,)`` for binary.
