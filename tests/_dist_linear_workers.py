@@ -8,9 +8,9 @@ head, runs vocab_parallel_linear_cross_entropy on it and compares with the singl
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as TF
 
+from dist_harness import collective_calls
 from losskit._vocab_parallel_linear import vocab_parallel_linear_cross_entropy
 
 F64 = torch.float64
@@ -149,30 +149,13 @@ def check_collective_count(rank: int, world: int) -> None:
     """Forward: one all_gather and two all_reduce whatever the chunk count; backward: one."""
     rows = _shard(rank, world)
     x0, w0, b0, target = _global_data(2, (7,))
-    calls = []
-    real = {name: getattr(dist, name) for name in ("all_gather", "all_reduce")}
-
-    def counting(name):
-        def wrapper(*args, **kwargs):
-            calls.append(name)
-            return real[name](*args, **kwargs)
-
-        return wrapper
-
     x = x0.clone().requires_grad_(True)
     w = w0[rows].clone().requires_grad_(True)
-    try:
-        for name in real:
-            setattr(dist, name, counting(name))
-        loss = vocab_parallel_linear_cross_entropy(
+    forward, backward = collective_calls(
+        lambda: vocab_parallel_linear_cross_entropy(
             x, w, target, local_bias=b0[rows], label_smoothing=0.1, chunk_size=2
         )
-        forward, calls[:] = list(calls), []
-        loss.backward()
-        backward = list(calls)
-    finally:
-        for name, fn in real.items():
-            setattr(dist, name, fn)
+    )
     assert forward == ["all_gather", "all_reduce", "all_reduce"], forward
     assert backward == ["all_reduce"], backward
 

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as TF
 
+from dist_harness import collective_calls
 from losskit.distributed import (
     CrossRankLoss,
     all_gather_with_grad,
@@ -101,26 +102,9 @@ def check_vocab_parallel_collectives(rank: int, world: int) -> None:
     logits = torch.randn(4, sum(shard_sizes), generator=g, dtype=F64)
     target = torch.randint(0, sum(shard_sizes), (4,), generator=g)
     local = logits[:, start : start + shard_sizes[rank]].clone().requires_grad_(True)
-    calls = []
-    real = {name: getattr(dist, name) for name in ("all_gather", "all_reduce")}
-
-    def counting(name):
-        def wrapper(*args, **kwargs):
-            calls.append(name)
-            return real[name](*args, **kwargs)
-
-        return wrapper
-
-    try:
-        for name in real:
-            setattr(dist, name, counting(name))
-        loss = vocab_parallel_cross_entropy(local, target, label_smoothing=0.1)
-        forward, calls[:] = list(calls), []
-        loss.backward()
-        backward = list(calls)
-    finally:
-        for name, fn in real.items():
-            setattr(dist, name, fn)
+    forward, backward = collective_calls(
+        lambda: vocab_parallel_cross_entropy(local, target, label_smoothing=0.1)
+    )
     assert forward == ["all_gather", "all_reduce", "all_reduce"], forward
     assert backward == [], backward
 

@@ -64,3 +64,27 @@ def run_ranks(checks: Sequence[Check], world: int, tmp_path, time_limit_s: float
             for p in ctx.processes:
                 p.kill()
             pytest.fail(f"{world} ranks did not finish within {time_limit_s} s (a rank hung)")
+
+
+def collective_calls(loss_of: Callable[[], torch.Tensor]) -> tuple[list[str], list[str]]:
+    """The ``all_gather`` / ``all_reduce`` calls made by ``loss_of()`` and by its backward."""
+    calls: list[str] = []
+    real = {name: getattr(dist, name) for name in ("all_gather", "all_reduce")}
+
+    def counting(name: str) -> Callable[..., object]:
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return real[name](*args, **kwargs)
+
+        return wrapper
+
+    try:
+        for name in real:
+            setattr(dist, name, counting(name))
+        loss = loss_of()
+        forward, calls[:] = list(calls), []
+        loss.backward()
+        return forward, list(calls)
+    finally:
+        for name, fn in real.items():
+            setattr(dist, name, fn)
