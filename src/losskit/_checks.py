@@ -94,8 +94,13 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
         )
 
 
-def check_broadcasts_to(name: str, t: torch.Tensor, input: torch.Tensor) -> None:
-    """``t`` (a weight) broadcasts to ``input``'s shape without enlarging it, on its device."""
+def check_broadcasts_to(
+    name: str, t: torch.Tensor, input: torch.Tensor, target: str = "the input shape"
+) -> None:
+    """``t`` (a weight) broadcasts to ``input``'s shape without enlarging it, on its device.
+
+    ``target`` names that shape in the error message.
+    """
     check_same_device(name, t, input)
     try:
         shape = torch.broadcast_shapes(t.shape, input.shape)
@@ -103,8 +108,7 @@ def check_broadcasts_to(name: str, t: torch.Tensor, input: torch.Tensor) -> None
         shape = None
     if shape != input.shape:
         raise ValueError(
-            f"{name} of shape {tuple(t.shape)} does not broadcast to the input shape "
-            f"{tuple(input.shape)}"
+            f"{name} of shape {tuple(t.shape)} does not broadcast to {target} {tuple(input.shape)}"
         )
 
 

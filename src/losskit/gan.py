@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ._checks import (
     any_true,
     check_bool,
+    check_broadcasts_to,
     check_floating,
     check_range,
     check_same_device,
@@ -410,16 +411,7 @@ def hinge_generator_loss(fake_scores: torch.Tensor, reduction: str = "mean") -> 
 def _check_margin(margin: object, like: torch.Tensor) -> torch.Tensor | float:
     if isinstance(margin, torch.Tensor):
         margin = check_floating("margin", margin)
-        check_same_device("margin", margin, like)
-        try:
-            shape = torch.broadcast_shapes(margin.shape, like.shape)
-        except RuntimeError:
-            shape = None
-        if shape != like.shape:
-            raise ValueError(
-                f"margin of shape {tuple(margin.shape)} does not broadcast to the shape of the "
-                f"losses {tuple(like.shape)}"
-            )
+        check_broadcasts_to("margin", margin, like, "the shape of the losses")
         if value_checks_enabled() and margin.numel() and any_true(~(margin >= 0)):
             first = float(margin[~(margin >= 0)].flatten()[0])
             raise ValueError(f"margin must be >= 0 (a distance Δ(x, G(z))), found {first!r}")
