@@ -47,12 +47,11 @@ def binary_logit_loss(
         dtype = torch.promote_types(dtype, pos_weight.dtype)
         pos_weight = pos_weight.to(dtype)
     x, y = x.to(dtype), y.to(dtype)
-    if not torch.is_grad_enabled():
-        return _value_and_grad(x, y, pos_weight, alpha, gamma, need_grad=False)[0]
+    grad_mode = torch.is_grad_enabled()
     target_grad = y.requires_grad or (pos_weight is not None and pos_weight.requires_grad)
-    if target_grad or functorch_active():
+    if grad_mode and (target_grad or functorch_active()):
         return _autograd_terms(x, y, pos_weight, alpha, gamma)
-    if not x.requires_grad:
+    if not (grad_mode and x.requires_grad):  # no gradient will be asked for
         return _value_and_grad(x, y, pos_weight, alpha, gamma, need_grad=False)[0]
     loss, _ = _BinaryLogitLoss.apply(x, y, pos_weight, alpha, gamma)  # y: a constant here
     return loss

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._autograd import functorch_active
+
 _CHECK_LEVELS = ("all", "shapes")
 _check_level = "all"
 
@@ -50,8 +52,6 @@ def any_true(mask: torch.Tensor) -> bool:
     try:
         return bool(mask.any())
     except RuntimeError:
-        from ._autograd import functorch_active
-
         if functorch_active():
             return False
         raise

@@ -100,6 +100,7 @@ def nan_if_nonfinite(loss: torch.Tensor, embeddings: torch.Tensor) -> torch.Tens
 
     Mining and the ``loss > 0`` masks compare distances, and a NaN distance fails every
     comparison: without this, a diverged embedding would silently drop out of the loss.
-    ``(x * 0).sum()`` is 0 for finite ``x`` and NaN otherwise, with no overflow for large values.
+    :func:`zero_loss` is 0 for finite embeddings and NaN otherwise, with no overflow for large
+    values.
     """
-    return loss + (embeddings * 0).sum()
+    return loss + zero_loss(embeddings)

@@ -226,14 +226,15 @@ class MultiTaskWeighting(nn.Module):
         return [v for _, v in entries], stacked
 
     def _check_device(self, device: torch.device) -> None:
-        # A strategy left on the CPU while the model moved to the GPU is a classic slip.
-        for name, t in itertools.chain(self.named_parameters(), self.named_buffers()):
-            if t.device != device:
-                raise ValueError(
-                    f"the losses are on {device} but this strategy's {name} is on {t.device}; "
-                    f"move the strategy with .to({str(device)!r})"
-                )
-            return
+        # A strategy left on the CPU while the model moved to the GPU is a classic slip. Its
+        # tensors move together, so the first one tells.
+        first = next(itertools.chain(self.named_parameters(), self.named_buffers()), None)
+        if first is not None and first[1].device != device:
+            name, t = first
+            raise ValueError(
+                f"the losses are on {device} but this strategy's {name} is on {t.device}; "
+                f"move the strategy with .to({str(device)!r})"
+            )
 
     def _check_positive(self, losses: torch.Tensor, why: str, *, strict: bool = True) -> None:
         """Raise if a loss is <= 0 (``strict``) or < 0; reads the values, so follows set_checks."""
