@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._dispatch import Backends
 from ._reduction import REDUCTIONS
 
 SampleFn = Callable[[torch.Generator], Sequence["Sample"]]
@@ -115,6 +116,9 @@ class LossInfo:
     # at probabilities exactly 0 or 1).
     edge_grad_parity: bool = True
     # (rtol, atol) per dtype for comparisons with the reference and with torch.
+    # The backends the functional dispatches to (the same record it calls); ``None`` for a loss
+    # whose functional is its only implementation (treated as a single ``formula`` backend).
+    backends: Backends | None = None
     tolerances: dict[torch.dtype, tuple[float, float]] = field(
         default_factory=lambda: {
             torch.float64: (1e-7, 1e-9),
@@ -126,6 +130,11 @@ class LossInfo:
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self.tolerances[dtype]
+
+    @property
+    def backend_names(self) -> tuple[str, ...]:
+        """The declared backends (``("formula",)`` when the functional is the only one)."""
+        return ("formula",) if self.backends is None else self.backends.names
 
 
 _REGISTRY: dict[str, LossInfo] = {}
