@@ -116,8 +116,9 @@ class LossInfo:
     # at probabilities exactly 0 or 1).
     edge_grad_parity: bool = True
     # (rtol, atol) per dtype for comparisons with the reference and with torch.
-    # The backends the functional dispatches to (the same record it calls); ``None`` for a loss
-    # whose functional is its only implementation (treated as a single ``formula`` backend).
+    # The backends the functional dispatches to (the same record it calls). Left ``None`` it is
+    # read from the functional's ``backends`` attribute; a functional without one is its own
+    # single ``formula`` backend.
     backends: Backends | None = None
     tolerances: dict[torch.dtype, tuple[float, float]] = field(
         default_factory=lambda: {
@@ -134,7 +135,15 @@ class LossInfo:
     @property
     def backend_names(self) -> tuple[str, ...]:
         """The declared backends (``("formula",)`` when the functional is the only one)."""
-        return ("formula",) if self.backends is None else self.backends.names
+        record = self.dispatch_record
+        return ("formula",) if record is None else record.names
+
+    @property
+    def dispatch_record(self) -> Backends | None:
+        """The :class:`~losskit._dispatch.Backends` record the functional calls, if it has one."""
+        if self.backends is not None:
+            return self.backends
+        return getattr(self.functional, "backends", None)
 
 
 _REGISTRY: dict[str, LossInfo] = {}
