@@ -36,7 +36,7 @@ def wrong_loss():
             functional=functional,
             module=None,
             reference=reference,
-            samples=lambda g: [Sample((torch.randn(4, generator=g, dtype=torch.float64),))],
+            samples=lambda g: [Sample(args=(torch.randn(4, generator=g, dtype=torch.float64),))],
         )
     )
     yield

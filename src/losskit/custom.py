@@ -227,19 +227,67 @@ class ElementwiseLoss:
         """The bad calls every template loss must reject (argument checks of the template)."""
         x, t = torch.randn(3, 4), torch.randn(3, 4)
         cases = [
-            ErrorCase((x, t[:, :2]), {}, ValueError, r"target size \(3, 2\).*input size \(3, 4\)"),
-            ErrorCase((x.long(), t), {}, TypeError, r"input must be a floating.*int64"),
-            ErrorCase(([1.0], t), {}, TypeError, r"input must be a torch.Tensor, got list"),
-            ErrorCase((x, t > 0), {}, TypeError, r"target must be a floating or integer.*bool"),
-            ErrorCase((x, t), {"weight": torch.ones(5)}, ValueError, r"weight of shape \(5,\)"),
-            ErrorCase((x, t), {"_no_such_option": 1.0}, TypeError, "unexpected keyword", "", True),
+            ErrorCase(
+                args=(x, t[:, :2]),
+                kwargs={},
+                error=ValueError,
+                match=r"target size \(3, 2\).*input size \(3, 4\)",
+            ),
+            ErrorCase(
+                args=(x.long(), t),
+                kwargs={},
+                error=TypeError,
+                match=r"input must be a floating.*int64",
+            ),
+            ErrorCase(
+                args=([1.0], t),
+                kwargs={},
+                error=TypeError,
+                match=r"input must be a torch.Tensor, got list",
+            ),
+            ErrorCase(
+                args=(x, t > 0),
+                kwargs={},
+                error=TypeError,
+                match=r"target must be a floating or integer.*bool",
+            ),
+            ErrorCase(
+                args=(x, t),
+                kwargs={"weight": torch.ones(5)},
+                error=ValueError,
+                match=r"weight of shape \(5,\)",
+            ),
+            ErrorCase(
+                args=(x, t),
+                kwargs={"_no_such_option": 1.0},
+                error=TypeError,
+                match="unexpected keyword",
+                desc="",
+                in_constructor=True,
+            ),
         ]
         for key in self.defaults:
-            cases.append(ErrorCase((x, t), {key: "1"}, TypeError, f"{key} must be", "", True))
+            cases.append(
+                ErrorCase(
+                    args=(x, t),
+                    kwargs={key: "1"},
+                    error=TypeError,
+                    match=f"{key} must be",
+                    desc="",
+                    in_constructor=True,
+                )
+            )
             if key in self.bounds:
                 bad = self.bounds[key].outside()
                 cases.append(
-                    ErrorCase((x, t), {key: bad}, ValueError, f"{key} must be in", "", True)
+                    ErrorCase(
+                        args=(x, t),
+                        kwargs={key: bad},
+                        error=ValueError,
+                        match=f"{key} must be in",
+                        desc="",
+                        in_constructor=True,
+                    )
                 )
         return cases
 
@@ -501,13 +549,17 @@ def default_samples(
         for shape in shape_list:
             for kw in kwarg_list:
                 pair = (_draw(input, g, shape), _draw(target, g, shape))
-                out.append(Sample(pair, kw, desc=f"shape {shape} {kw or ''}".strip()))
+                out.append(Sample(args=pair, kwargs=kw, desc=f"shape {shape} {kw or ''}".strip()))
         if weight:
             first = shape_list[0]
             for w_shape in dict.fromkeys([first, first[-1:]]):
                 pair = (_draw(input, g, first), _draw(target, g, first))
                 w = _draw("positive", g, w_shape)
-                out.append(Sample(pair, {**kwarg_list[-1], "weight": w}, desc=f"weight {w_shape}"))
+                out.append(
+                    Sample(
+                        args=pair, kwargs={**kwarg_list[-1], "weight": w}, desc=f"weight {w_shape}"
+                    )
+                )
         return out
 
     return samples

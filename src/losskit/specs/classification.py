@@ -21,29 +21,39 @@ def _ce_samples(g: torch.Generator) -> list[Sample]:
     t_ign[0] = 1  # at least one kept target
     kt = randint(g, 3, 2, 4, 2)
     return [
-        Sample((randn(g, 6, 4), t), desc="indices"),
-        Sample((randn(g, 6, 4), t), {"weight": w}, desc="weight"),
-        Sample((randn(g, 6, 4), t_ign), {"ignore_index": -100}, desc="ignore_index=-100"),
-        Sample((randn(g, 6, 4), t), {"ignore_index": 2, "weight": w}, desc="ignore_index in range"),
+        Sample(args=(randn(g, 6, 4), t), desc="indices"),
+        Sample(args=(randn(g, 6, 4), t), kwargs={"weight": w}, desc="weight"),
         Sample(
-            (randn(g, 6, 4), t_ign),
-            {"weight": w, "label_smoothing": 0.2},
+            args=(randn(g, 6, 4), t_ign), kwargs={"ignore_index": -100}, desc="ignore_index=-100"
+        ),
+        Sample(
+            args=(randn(g, 6, 4), t),
+            kwargs={"ignore_index": 2, "weight": w},
+            desc="ignore_index in range",
+        ),
+        Sample(
+            args=(randn(g, 6, 4), t_ign),
+            kwargs={"weight": w, "label_smoothing": 0.2},
             desc="weight+ignore+label_smoothing",
         ),
-        Sample((randn(g, 6, 4, scale=3.0), t), {"label_smoothing": 0.1}, desc="label_smoothing"),
         Sample(
-            (randn(g, 2, 3, 4, 2), with_ignored(kt, g, -100)),
-            {"weight": rand(g, 3, low=0.5), "label_smoothing": 0.05},
+            args=(randn(g, 6, 4, scale=3.0), t),
+            kwargs={"label_smoothing": 0.1},
+            desc="label_smoothing",
+        ),
+        Sample(
+            args=(randn(g, 2, 3, 4, 2), with_ignored(kt, g, -100)),
+            kwargs={"weight": rand(g, 3, low=0.5), "label_smoothing": 0.05},
             desc="K-dim (N,C,d1,d2)",
         ),
-        Sample((randn(g, 5), randint(g, 5)), desc="no batch (C,)"),
-        Sample((randn(g, 5, 3), probs(g, 5, 3)), desc="class probabilities"),
+        Sample(args=(randn(g, 5), randint(g, 5)), desc="no batch (C,)"),
+        Sample(args=(randn(g, 5, 3), probs(g, 5, 3)), desc="class probabilities"),
         Sample(
-            (randn(g, 5, 3), probs(g, 5, 3)),
-            {"weight": rand(g, 3, low=0.5), "label_smoothing": 0.3},
+            args=(randn(g, 5, 3), probs(g, 5, 3)),
+            kwargs={"weight": rand(g, 3, low=0.5), "label_smoothing": 0.3},
             desc="probabilities+weight+smoothing",
         ),
-        Sample((randn(g, 2, 3, 4), probs(g, 2, 3, 4)), desc="probabilities K-dim"),
+        Sample(args=(randn(g, 2, 3, 4), probs(g, 2, 3, 4)), desc="probabilities K-dim"),
     ]
 
 
@@ -51,33 +61,81 @@ def _ce_errors() -> list[ErrorCase]:
     x = torch.randn(4, 3)
     t = torch.tensor([0, 1, 2, 1])
     return [
-        ErrorCase((x, torch.tensor([0, 1, 3, 1])), {}, IndexError, r"Target 3 is out of bounds.*3"),
-        ErrorCase((x, torch.tensor([0, -1, 2, 1])), {}, IndexError, r"Target -1 is out of bounds"),
-        ErrorCase((x, t[:3]), {}, ValueError, r"Expected target size \(4,\).*got \(3,\)"),
-        ErrorCase((x, t), {"weight": torch.ones(4)}, ValueError, r"weight.*\(3\).*\(4,\)"),
-        ErrorCase((x, t), {"label_smoothing": 1.5}, ValueError, r"label_smoothing.*1\.5", "", True),
-        ErrorCase((x, t), {"label_smoothing": -0.1}, ValueError, r"label_smoothing", "", True),
-        ErrorCase((x.long(), t), {}, TypeError, r"input must be a floating.*int64"),
-        ErrorCase((x, t.bool()), {}, TypeError, r"target.*torch.bool"),
-        ErrorCase((x, torch.rand(4, 2)), {}, ValueError, r"target size \(4, 2\).*input size"),
-        ErrorCase(([[1.0, 2.0]], t), {}, TypeError, r"input must be a torch.Tensor, got list"),
+        ErrorCase(
+            args=(x, torch.tensor([0, 1, 3, 1])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 3 is out of bounds.*3",
+        ),
+        ErrorCase(
+            args=(x, torch.tensor([0, -1, 2, 1])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target -1 is out of bounds",
+        ),
+        ErrorCase(
+            args=(x, t[:3]),
+            kwargs={},
+            error=ValueError,
+            match=r"Expected target size \(4,\).*got \(3,\)",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"weight": torch.ones(4)},
+            error=ValueError,
+            match=r"weight.*\(3\).*\(4,\)",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"label_smoothing": 1.5},
+            error=ValueError,
+            match=r"label_smoothing.*1\.5",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"label_smoothing": -0.1},
+            error=ValueError,
+            match=r"label_smoothing",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x.long(), t), kwargs={}, error=TypeError, match=r"input must be a floating.*int64"
+        ),
+        ErrorCase(args=(x, t.bool()), kwargs={}, error=TypeError, match=r"target.*torch.bool"),
+        ErrorCase(
+            args=(x, torch.rand(4, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(4, 2\).*input size",
+        ),
+        ErrorCase(
+            args=([[1.0, 2.0]], t),
+            kwargs={},
+            error=TypeError,
+            match=r"input must be a torch.Tensor, got list",
+        ),
     ]
 
 
 def _ce_edges(g: torch.Generator) -> list[Sample]:
     t = randint(g, 4, 6)
     return [
-        Sample((randn(g, 0, 4), randint(g, 4, 0)), desc="empty batch"),
-        Sample((randn(g, 3, 4), torch.full((3,), -100)), desc="all ignored"),
+        Sample(args=(randn(g, 0, 4), randint(g, 4, 0)), desc="empty batch"),
+        Sample(args=(randn(g, 3, 4), torch.full((3,), -100)), desc="all ignored"),
         Sample(
-            (
+            args=(
                 torch.tensor([[1e4, -1e4, 0.0, 5.0], [-1e4, 1e4, 1e4, -5.0]], dtype=torch.float64),
                 torch.tensor([1, 0]),
             ),
-            {"label_smoothing": 0.1},
+            kwargs={"label_smoothing": 0.1},
             desc="logits ±1e4",
         ),
-        Sample((randn(g, 6, 4, scale=1e3), t), {"weight": rand(g, 4)}, desc="large logits"),
+        Sample(
+            args=(randn(g, 6, 4, scale=1e3), t), kwargs={"weight": rand(g, 4)}, desc="large logits"
+        ),
     ]
 
 
@@ -87,7 +145,7 @@ def _ce_random(g: torch.Generator, n: int, c: int) -> Sample:
     kwargs = {"label_smoothing": float(rand(g, 1))}
     if bool(randint(g, 2, 1)):
         kwargs["weight"] = rand(g, c, low=0.1, high=2.0)
-    return Sample((logits, t), kwargs, desc=f"random n={n} c={c}")
+    return Sample(args=(logits, t), kwargs=kwargs, desc=f"random n={n} c={c}")
 
 
 register(
@@ -113,15 +171,26 @@ register(
 def _nll_samples(g: torch.Generator) -> list[Sample]:
     t = randint(g, 4, 6)
     return [
-        Sample((randn(g, 6, 4).log_softmax(1), t), desc="log-probabilities"),
-        Sample((randn(g, 6, 4), t), {"weight": rand(g, 4, low=0.2)}, desc="weight, any input"),
-        Sample((randn(g, 6, 4), with_ignored(t, g, 1)), {"ignore_index": 1}, desc="ignore_index=1"),
+        Sample(args=(randn(g, 6, 4).log_softmax(1), t), desc="log-probabilities"),
         Sample(
-            (randn(g, 2, 3, 4, 4).log_softmax(1), with_ignored(randint(g, 3, 2, 4, 4), g, -100)),
-            {"weight": rand(g, 3, low=0.2)},
+            args=(randn(g, 6, 4), t),
+            kwargs={"weight": rand(g, 4, low=0.2)},
+            desc="weight, any input",
+        ),
+        Sample(
+            args=(randn(g, 6, 4), with_ignored(t, g, 1)),
+            kwargs={"ignore_index": 1},
+            desc="ignore_index=1",
+        ),
+        Sample(
+            args=(
+                randn(g, 2, 3, 4, 4).log_softmax(1),
+                with_ignored(randint(g, 3, 2, 4, 4), g, -100),
+            ),
+            kwargs={"weight": rand(g, 3, low=0.2)},
             desc="(N,C,H,W) segmentation (NLLLoss2d)",
         ),
-        Sample((randn(g, 4), randint(g, 4)), desc="no batch (C,)"),
+        Sample(args=(randn(g, 4), randint(g, 4)), desc="no batch (C,)"),
     ]
 
 
@@ -129,21 +198,41 @@ def _nll_errors() -> list[ErrorCase]:
     x = torch.randn(4, 3).log_softmax(1)
     t = torch.tensor([0, 1, 2, 1])
     return [
-        ErrorCase((x, torch.tensor([0, 1, 7, 1])), {}, IndexError, r"Target 7 is out of bounds"),
-        ErrorCase((x, t.double()), {}, TypeError, r"target must be an integer tensor"),
-        ErrorCase((x, t[:2]), {}, ValueError, r"Expected target size"),
-        ErrorCase((x, t), {"weight": torch.ones(2, 3)}, ValueError, r"weight must be a 1-D"),
         ErrorCase(
-            (x, t), {"ignore_index": 1.5}, TypeError, r"ignore_index must be an int", "", True
+            args=(x, torch.tensor([0, 1, 7, 1])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 7 is out of bounds",
+        ),
+        ErrorCase(
+            args=(x, t.double()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be an integer tensor",
+        ),
+        ErrorCase(args=(x, t[:2]), kwargs={}, error=ValueError, match=r"Expected target size"),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"weight": torch.ones(2, 3)},
+            error=ValueError,
+            match=r"weight must be a 1-D",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"ignore_index": 1.5},
+            error=TypeError,
+            match=r"ignore_index must be an int",
+            desc="",
+            in_constructor=True,
         ),
     ]
 
 
 def _nll_edges(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 0, 3), randint(g, 3, 0)), desc="empty batch"),
-        Sample((randn(g, 4, 3), torch.full((4,), -100)), desc="all ignored"),
-        Sample((randn(g, 2, 3, 0, 4), randint(g, 3, 2, 0, 4)), desc="empty spatial"),
+        Sample(args=(randn(g, 0, 3), randint(g, 3, 0)), desc="empty batch"),
+        Sample(args=(randn(g, 4, 3), torch.full((4,), -100)), desc="all ignored"),
+        Sample(args=(randn(g, 2, 3, 0, 4), randint(g, 3, 2, 0, 4)), desc="empty spatial"),
     ]
 
 
@@ -160,8 +249,8 @@ register(
         error_cases=_nll_errors,
         edge_samples=_nll_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c), with_ignored(randint(g, c, n), g, -100, 0.2)),
-            {"weight": rand(g, c, low=0.1)},
+            args=(randn(g, n, c), with_ignored(randint(g, c, n), g, -100, 0.2)),
+            kwargs={"weight": rand(g, c, low=0.1)},
         ),
     )
 )
@@ -171,35 +260,51 @@ register(
 
 def _bce_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((rand(g, 5, 3, low=0.02, high=0.98), rand(g, 5, 3)), desc="soft targets"),
+        Sample(args=(rand(g, 5, 3, low=0.02, high=0.98), rand(g, 5, 3)), desc="soft targets"),
         Sample(
-            (rand(g, 4, 3, low=0.02, high=0.98), randint(g, 2, 4, 3).double()),
-            {"weight": rand(g, 3, low=0.2)},
+            args=(rand(g, 4, 3, low=0.02, high=0.98), randint(g, 2, 4, 3).double()),
+            kwargs={"weight": rand(g, 3, low=0.2)},
             desc="hard targets, weight (C,)",
         ),
-        Sample((rand(g, 7, low=0.05, high=0.95), rand(g, 7)), desc="1-D"),
+        Sample(args=(rand(g, 7, low=0.05, high=0.95), rand(g, 7)), desc="1-D"),
     ]
 
 
 def _bce_errors() -> list[ErrorCase]:
     x = torch.rand(3, 2)
     return [
-        ErrorCase((x * 2 + 0.5, torch.rand(3, 2)), {}, ValueError, r"between 0 and 1"),
         ErrorCase(
-            (x, torch.rand(3, 1)), {}, ValueError, r"target size \(3, 1\).*input size \(3, 2\)"
+            args=(x * 2 + 0.5, torch.rand(3, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"between 0 and 1",
         ),
         ErrorCase(
-            (x, torch.ones(3, 2, dtype=torch.long)), {}, TypeError, r"target must be a float"
+            args=(x, torch.rand(3, 1)),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(3, 1\).*input size \(3, 2\)",
         ),
-        ErrorCase((x, torch.rand(3, 2)), {"weight": torch.ones(4)}, ValueError, r"weight of shape"),
+        ErrorCase(
+            args=(x, torch.ones(3, 2, dtype=torch.long)),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a float",
+        ),
+        ErrorCase(
+            args=(x, torch.rand(3, 2)),
+            kwargs={"weight": torch.ones(4)},
+            error=ValueError,
+            match=r"weight of shape",
+        ),
     ]
 
 
 def _bce_edges(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((rand(g, 0, 3), rand(g, 0, 3)), desc="empty"),
+        Sample(args=(rand(g, 0, 3), rand(g, 0, 3)), desc="empty"),
         Sample(
-            (
+            args=(
                 torch.tensor([0.0, 1.0, 0.0, 1.0, 1e-13, 1e-40, 1 - 1e-13], dtype=torch.float64),
                 torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.0], dtype=torch.float64),
             ),
@@ -221,7 +326,7 @@ register(
         error_cases=_bce_errors,
         edge_samples=_bce_edges,
         random_sample=lambda g, n, c: Sample(
-            (rand(g, n, c, low=0.01, high=0.99), rand(g, n, c)), {"weight": rand(g, c)}
+            args=(rand(g, n, c, low=0.01, high=0.99), rand(g, n, c)), kwargs={"weight": rand(g, c)}
         ),
     )
 )
@@ -229,18 +334,18 @@ register(
 
 def _bcel_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 5, 3, scale=2.0), rand(g, 5, 3)), desc="soft targets"),
+        Sample(args=(randn(g, 5, 3, scale=2.0), rand(g, 5, 3)), desc="soft targets"),
         Sample(
-            (randn(g, 4, 3), randint(g, 2, 4, 3).double()),
-            {"pos_weight": rand(g, 3, low=0.5, high=3.0)},
+            args=(randn(g, 4, 3), randint(g, 2, 4, 3).double()),
+            kwargs={"pos_weight": rand(g, 3, low=0.5, high=3.0)},
             desc="pos_weight (C,) over the class dim",
         ),
         Sample(
-            (randn(g, 2, 4, 3), rand(g, 2, 4, 3)),
-            {"weight": rand(g, 4, 1, low=0.2), "pos_weight": rand(g, 3, low=0.5, high=3.0)},
+            args=(randn(g, 2, 4, 3), rand(g, 2, 4, 3)),
+            kwargs={"weight": rand(g, 4, 1, low=0.2), "pos_weight": rand(g, 3, low=0.5, high=3.0)},
             desc="weight (4,1) + pos_weight (3,) on (2,4,3)",
         ),
-        Sample((randn(g, 6, scale=10.0), rand(g, 6)), desc="1-D, large logits"),
+        Sample(args=(randn(g, 6, scale=10.0), rand(g, 6)), desc="1-D, large logits"),
     ]
 
 
@@ -248,20 +353,35 @@ def _bcel_errors() -> list[ErrorCase]:
     x = torch.randn(3, 4)
     t = torch.rand(3, 4)
     return [
-        ErrorCase((x, t[:, :2]), {}, ValueError, r"target size \(3, 2\).*input size \(3, 4\)"),
-        ErrorCase((x, t), {"pos_weight": torch.ones(3)}, ValueError, r"pos_weight of shape \(3,\)"),
-        ErrorCase((x, t), {"pos_weight": torch.ones(4, dtype=torch.long)}, TypeError, "pos_weight"),
-        ErrorCase((x.int(), t), {}, TypeError, r"input must be a floating"),
+        ErrorCase(
+            args=(x, t[:, :2]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(3, 2\).*input size \(3, 4\)",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"pos_weight": torch.ones(3)},
+            error=ValueError,
+            match=r"pos_weight of shape \(3,\)",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"pos_weight": torch.ones(4, dtype=torch.long)},
+            error=TypeError,
+            match="pos_weight",
+        ),
+        ErrorCase(args=(x.int(), t), kwargs={}, error=TypeError, match=r"input must be a floating"),
     ]
 
 
 def _bcel_edges(g: torch.Generator) -> list[Sample]:
     big = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 30.0]], dtype=torch.float64)
     return [
-        Sample((randn(g, 0, 3), rand(g, 0, 3)), desc="empty"),
+        Sample(args=(randn(g, 0, 3), rand(g, 0, 3)), desc="empty"),
         Sample(
-            (big, torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 1.0]], dtype=torch.float64)),
-            {"pos_weight": torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64)},
+            args=(big, torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 1.0]], dtype=torch.float64)),
+            kwargs={"pos_weight": torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64)},
             desc="logits ±1e4",
         ),
     ]
@@ -281,8 +401,8 @@ register(
         error_cases=_bcel_errors,
         edge_samples=_bcel_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c, scale=3.0), rand(g, n, c)),
-            {"pos_weight": rand(g, c, low=0.2, high=4.0), "weight": rand(g, c)},
+            args=(randn(g, n, c, scale=3.0), rand(g, n, c)),
+            kwargs={"pos_weight": rand(g, c, low=0.2, high=4.0), "weight": rand(g, c)},
         ),
     )
 )
@@ -290,9 +410,13 @@ register(
 
 def _mlsm_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 5, 4), randint(g, 2, 5, 4).double()), desc="float 0/1 targets"),
-        Sample((randn(g, 5, 4), randint(g, 2, 5, 4)), {"weight": rand(g, 4)}, desc="int targets"),
-        Sample((randn(g, 4), randint(g, 2, 4).double()), desc="no batch (C,)"),
+        Sample(args=(randn(g, 5, 4), randint(g, 2, 5, 4).double()), desc="float 0/1 targets"),
+        Sample(
+            args=(randn(g, 5, 4), randint(g, 2, 5, 4)),
+            kwargs={"weight": rand(g, 4)},
+            desc="int targets",
+        ),
+        Sample(args=(randn(g, 4), randint(g, 2, 4).double()), desc="no batch (C,)"),
     ]
 
 
@@ -308,14 +432,25 @@ register(
         samples=_mlsm_samples,
         error_cases=lambda: [
             ErrorCase(
-                (torch.randn(3, 4), torch.rand(3, 5)), {}, ValueError, r"target size \(3, 5\)"
+                args=(torch.randn(3, 4), torch.rand(3, 5)),
+                kwargs={},
+                error=ValueError,
+                match=r"target size \(3, 5\)",
             ),
             ErrorCase(
-                (torch.randn(2, 3, 4), torch.rand(2, 3, 4)), {}, ValueError, r"\(C,\) or \(N, C\)"
+                args=(torch.randn(2, 3, 4), torch.rand(2, 3, 4)),
+                kwargs={},
+                error=ValueError,
+                match=r"\(C,\) or \(N, C\)",
             ),
-            ErrorCase((torch.randn(3, 4), torch.rand(3, 4) > 0.5), {}, TypeError, r"torch.bool"),
+            ErrorCase(
+                args=(torch.randn(3, 4), torch.rand(3, 4) > 0.5),
+                kwargs={},
+                error=TypeError,
+                match=r"torch.bool",
+            ),
         ],
-        edge_samples=lambda g: [Sample((randn(g, 0, 3), rand(g, 0, 3)), desc="empty")],
-        random_sample=lambda g, n, c: Sample((randn(g, n, c), randint(g, 2, n, c).double())),
+        edge_samples=lambda g: [Sample(args=(randn(g, 0, 3), rand(g, 0, 3)), desc="empty")],
+        random_sample=lambda g, n, c: Sample(args=(randn(g, n, c), randint(g, 2, n, c).double())),
     )
 )

@@ -33,26 +33,56 @@ def _torch_kd(student, teacher, temperature=1.0, reduction="batchmean"):
 def _samples(g: torch.Generator, jsd: bool) -> list[Sample]:
     extra = {"beta": 0.3} if jsd else {}
     return [
-        Sample((randn(g, 4, 6), randn(g, 4, 6)), desc="(N, C)"),
+        Sample(args=(randn(g, 4, 6), randn(g, 4, 6)), desc="(N, C)"),
         Sample(
-            (randn(g, 4, 6, scale=3.0), randn(g, 4, 6)), {"temperature": 2.5, **extra}, desc="T=2.5"
+            args=(randn(g, 4, 6, scale=3.0), randn(g, 4, 6)),
+            kwargs={"temperature": 2.5, **extra},
+            desc="T=2.5",
         ),
-        Sample((randn(g, 2, 3, 5), randn(g, 2, 3, 5)), {"temperature": 0.7}, desc="(B, T, V)"),
-        Sample((randn(g, 7), randn(g, 7)), extra, desc="one row (C,)"),
+        Sample(
+            args=(randn(g, 2, 3, 5), randn(g, 2, 3, 5)),
+            kwargs={"temperature": 0.7},
+            desc="(B, T, V)",
+        ),
+        Sample(args=(randn(g, 7), randn(g, 7)), kwargs=extra, desc="one row (C,)"),
     ]
 
 
 def _errors(jsd: bool) -> list[ErrorCase]:
     s, t = torch.randn(3, 4), torch.randn(3, 4)
     cases = [
-        ErrorCase((s, t[:, :2]), {}, ValueError, r"teacher_logits size \(3, 2\).*\(3, 4\)"),
-        ErrorCase((s.long(), t), {}, TypeError, r"student_logits must be a floating"),
-        ErrorCase((s, t), {"temperature": 0.0}, ValueError, r"temperature.*> 0", "", True),
-        ErrorCase((s[0, 0], t[0, 0]), {}, ValueError, r"class dimension"),
+        ErrorCase(
+            args=(s, t[:, :2]),
+            kwargs={},
+            error=ValueError,
+            match=r"teacher_logits size \(3, 2\).*\(3, 4\)",
+        ),
+        ErrorCase(
+            args=(s.long(), t),
+            kwargs={},
+            error=TypeError,
+            match=r"student_logits must be a floating",
+        ),
+        ErrorCase(
+            args=(s, t),
+            kwargs={"temperature": 0.0},
+            error=ValueError,
+            match=r"temperature.*> 0",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(args=(s[0, 0], t[0, 0]), kwargs={}, error=ValueError, match=r"class dimension"),
     ]
     if jsd:
         cases.append(
-            ErrorCase((s, t), {"beta": 1.0}, ValueError, r"beta must be in \(0, 1\)", "", True)
+            ErrorCase(
+                args=(s, t),
+                kwargs={"beta": 1.0},
+                error=ValueError,
+                match=r"beta must be in \(0, 1\)",
+                desc="",
+                in_constructor=True,
+            )
         )
     return cases
 
@@ -60,8 +90,8 @@ def _errors(jsd: bool) -> list[ErrorCase]:
 def _edges(g: torch.Generator) -> list[Sample]:
     big = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], dtype=F64)
     return [
-        Sample((randn(g, 0, 4), randn(g, 0, 4)), desc="empty"),
-        Sample((big, big.flip(1)), desc="logits ±1e4"),
+        Sample(args=(randn(g, 0, 4), randn(g, 0, 4)), desc="empty"),
+        Sample(args=(big, big.flip(1)), desc="logits ±1e4"),
     ]
 
 
@@ -79,7 +109,7 @@ register(
         edge_samples=_edges,
         reductions=REDUCTIONS_WITH_BATCHMEAN,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c, scale=3.0), randn(g, n, c)), {"temperature": 2.0}
+            args=(randn(g, n, c, scale=3.0), randn(g, n, c)), kwargs={"temperature": 2.0}
         ),
     )
 )
@@ -96,7 +126,7 @@ register(
         error_cases=lambda: _errors(True),
         reductions=REDUCTIONS_WITH_BATCHMEAN,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c, scale=3.0), randn(g, n, c)), {"beta": 0.4}
+            args=(randn(g, n, c, scale=3.0), randn(g, n, c)), kwargs={"beta": 0.4}
         ),
     )
 )

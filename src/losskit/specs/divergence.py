@@ -28,20 +28,25 @@ def _log_probs(g: torch.Generator, *shape: int, dim: int = 1) -> torch.Tensor:
 
 def _kl_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((_log_probs(g, 4, 5), probs(g, 4, 5)), desc="(N, C) distributions"),
+        Sample(args=(_log_probs(g, 4, 5), probs(g, 4, 5)), desc="(N, C) distributions"),
         Sample(
-            (_log_probs(g, 4, 5), _log_probs(g, 4, 5)),
-            {"log_target": True},
+            args=(_log_probs(g, 4, 5), _log_probs(g, 4, 5)),
+            kwargs={"log_target": True},
             desc="log_target",
         ),
-        Sample((_log_probs(g, 2, 3, 4), probs(g, 2, 3, 4)), desc="(N, C, d) over dim 1"),
-        Sample((randn(g, 3, 4), rand(g, 3, 4, low=0.05, high=2.0)), desc="unnormalised"),
+        Sample(args=(_log_probs(g, 2, 3, 4), probs(g, 2, 3, 4)), desc="(N, C, d) over dim 1"),
+        Sample(args=(randn(g, 3, 4), rand(g, 3, 4, low=0.05, high=2.0)), desc="unnormalised"),
         Sample(
-            (randn(g, 3, 4), randn(g, 3, 4)), {"log_target": True}, desc="unnormalised log_target"
+            args=(randn(g, 3, 4), randn(g, 3, 4)),
+            kwargs={"log_target": True},
+            desc="unnormalised log_target",
         ),
-        Sample((_log_probs(g, 6, dim=0), probs(g, 6, dim=0)), desc="1-D (batchmean / size(0))"),
         Sample(
-            (randn(g, 1).reshape(()), rand(g, 1, low=0.1).reshape(())), desc="0-D (batchmean = sum)"
+            args=(_log_probs(g, 6, dim=0), probs(g, 6, dim=0)), desc="1-D (batchmean / size(0))"
+        ),
+        Sample(
+            args=(randn(g, 1).reshape(()), rand(g, 1, low=0.1).reshape(())),
+            desc="0-D (batchmean = sum)",
         ),
     ]
 
@@ -50,15 +55,42 @@ def _kl_errors() -> list[ErrorCase]:
     x = torch.randn(3, 4).log_softmax(1)
     p = torch.rand(3, 4)
     return [
-        ErrorCase((x, p[:, :2]), {}, ValueError, r"target size \(3, 2\).*input size \(3, 4\)"),
-        ErrorCase((x, p[0]), {}, ValueError, r"target size \(4,\).*input size \(3, 4\)"),
-        ErrorCase((x.long(), p), {}, TypeError, r"input must be a floating.*int64"),
-        ErrorCase((x, p.long()), {}, TypeError, r"target must be a floating.*int64"),
         ErrorCase(
-            (x, p), {"log_target": 1}, TypeError, r"log_target must be a bool, got int", "", True
+            args=(x, p[:, :2]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(3, 2\).*input size \(3, 4\)",
         ),
         ErrorCase(
-            (x, p), {"reduction": "batch_mean"}, ValueError, r"'batch_mean'.*'batchmean'", "", True
+            args=(x, p[0]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(4,\).*input size \(3, 4\)",
+        ),
+        ErrorCase(
+            args=(x.long(), p), kwargs={}, error=TypeError, match=r"input must be a floating.*int64"
+        ),
+        ErrorCase(
+            args=(x, p.long()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, p),
+            kwargs={"log_target": 1},
+            error=TypeError,
+            match=r"log_target must be a bool, got int",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, p),
+            kwargs={"reduction": "batch_mean"},
+            error=ValueError,
+            match=r"'batch_mean'.*'batchmean'",
+            desc="",
+            in_constructor=True,
         ),
     ]
 
@@ -66,26 +98,26 @@ def _kl_errors() -> list[ErrorCase]:
 def _kl_edges(g: torch.Generator) -> list[Sample]:
     # Values stay below float16's maximum (65504), so torch is finite in every dtype.
     return [
-        Sample((randn(g, 0, 4), rand(g, 0, 4)), desc="empty batch"),
-        Sample((randn(g, 2, 0), rand(g, 2, 0)), desc="empty support"),
+        Sample(args=(randn(g, 0, 4), rand(g, 0, 4)), desc="empty batch"),
+        Sample(args=(randn(g, 2, 0), rand(g, 2, 0)), desc="empty support"),
         Sample(
-            (_log_probs(g, 2, 3), _t(0.0, 0.5, 0.5, 1.0, 0.0, 0.0).reshape(2, 3)),
+            args=(_log_probs(g, 2, 3), _t(0.0, 0.5, 0.5, 1.0, 0.0, 0.0).reshape(2, 3)),
             desc="zero targets (contribute 0)",
         ),
         Sample(
-            (_log_probs(g, 2, 3), _t(0.2, -0.3, 1.1, 0.5, 0.5, 0.0).reshape(2, 3)),
+            args=(_log_probs(g, 2, 3), _t(0.2, -0.3, 1.1, 0.5, 0.5, 0.0).reshape(2, 3)),
             desc="a negative target (NaN)",
         ),
         Sample(
-            (_t(-1e4, 0.0, -1e4, -5.0), _t(0.5, 0.25, 0.0, 0.25)),
+            args=(_t(-1e4, 0.0, -1e4, -5.0), _t(0.5, 0.25, 0.0, 0.25)),
             desc="log-probabilities -1e4",
         ),
         Sample(
-            (_t(-1e4, 0.0, -1e4, -5.0), _t(0.0, -1e4, -1e4, -1.0)),
-            {"log_target": True},
+            args=(_t(-1e4, 0.0, -1e4, -5.0), _t(0.0, -1e4, -1e4, -1.0)),
+            kwargs={"log_target": True},
             desc="log_target, -1e4 on both sides",
         ),
-        Sample((_t(-0.5).reshape(()), _t(0.25).reshape(())), desc="0-D"),
+        Sample(args=(_t(-0.5).reshape(()), _t(0.25).reshape(())), desc="0-D"),
     ]
 
 
@@ -104,8 +136,8 @@ register(
         error_cases=_kl_errors,
         edge_samples=_kl_edges,
         random_sample=lambda g, n, c: Sample(
-            (_log_probs(g, n, c), probs(g, n, c)),
-            {"log_target": False},
+            args=(_log_probs(g, n, c), probs(g, n, c)),
+            kwargs={"log_target": False},
         ),
         # Differentiable in the target too, as torch.
         grad_args=(0, 1),

@@ -78,51 +78,82 @@ def torch_lsgan_generator(
 
 def _two_batch_samples(g: torch.Generator, scale: float = 2.0) -> list[Sample]:
     return [
-        Sample((randn(g, 6, scale=scale), randn(g, 4, scale=scale)), desc="batch sizes 6 and 4"),
-        Sample((randn(g, 5, 1, scale=scale), randn(g, 5, 1, scale=scale)), desc="(N, 1) outputs"),
         Sample(
-            (randn(g, 2, 3, 3, scale=scale), randn(g, 3, 3, 3, scale=scale)),
+            args=(randn(g, 6, scale=scale), randn(g, 4, scale=scale)), desc="batch sizes 6 and 4"
+        ),
+        Sample(
+            args=(randn(g, 5, 1, scale=scale), randn(g, 5, 1, scale=scale)), desc="(N, 1) outputs"
+        ),
+        Sample(
+            args=(randn(g, 2, 3, 3, scale=scale), randn(g, 3, 3, 3, scale=scale)),
             desc="patch outputs (N, H, W), N differs",
         ),
-        Sample((randn(g, 3, scale=8.0), randn(g, 7, scale=8.0)), desc="large scores"),
+        Sample(args=(randn(g, 3, scale=8.0), randn(g, 7, scale=8.0)), desc="large scores"),
     ]
 
 
 def _two_batch_errors(real: str, fake: str) -> list[ErrorCase]:
     x = torch.randn(4)
     return [
-        ErrorCase((x.long(), x), {}, TypeError, rf"{real} must be a floating.*int64"),
-        ErrorCase((x, x.long()), {}, TypeError, rf"{fake} must be a floating.*int64"),
-        ErrorCase((x, x.double()), {}, TypeError, rf"{real} and {fake} must have the same dtype"),
-        ErrorCase(([0.5, 1.0], x), {}, TypeError, rf"{real} must be a torch.Tensor, got list"),
         ErrorCase(
-            (x, x),
-            {"reduction": "none"},
-            ValueError,
-            r"'none' is not a valid value for reduction; expected one of 'mean', 'sum'",
-            "",
-            True,
+            args=(x.long(), x),
+            kwargs={},
+            error=TypeError,
+            match=rf"{real} must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, x.long()),
+            kwargs={},
+            error=TypeError,
+            match=rf"{fake} must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, x.double()),
+            kwargs={},
+            error=TypeError,
+            match=rf"{real} and {fake} must have the same dtype",
+        ),
+        ErrorCase(
+            args=([0.5, 1.0], x),
+            kwargs={},
+            error=TypeError,
+            match=rf"{real} must be a torch.Tensor, got list",
+        ),
+        ErrorCase(
+            args=(x, x),
+            kwargs={"reduction": "none"},
+            error=ValueError,
+            match=r"'none' is not a valid value for reduction; expected one of 'mean', 'sum'",
+            desc="",
+            in_constructor=True,
         ),
     ]
 
 
 def _two_batch_random(g: torch.Generator, n: int, c: int) -> Sample:
-    return Sample((randn(g, n, scale=3.0), randn(g, c, scale=3.0)), desc=f"random {n} vs {c}")
+    return Sample(args=(randn(g, n, scale=3.0), randn(g, c, scale=3.0)), desc=f"random {n} vs {c}")
 
 
 def _one_batch_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 6, scale=2.0),), desc="(N,)"),
-        Sample((randn(g, 4, 1, scale=2.0),), desc="(N, 1)"),
-        Sample((randn(g, 2, 3, 3),), desc="patch outputs (N, H, W)"),
+        Sample(args=(randn(g, 6, scale=2.0),), desc="(N,)"),
+        Sample(args=(randn(g, 4, 1, scale=2.0),), desc="(N, 1)"),
+        Sample(args=(randn(g, 2, 3, 3),), desc="patch outputs (N, H, W)"),
     ]
 
 
 def _one_batch_errors(name: str) -> list[ErrorCase]:
     x = torch.randn(4)
     return [
-        ErrorCase((x.long(),), {}, TypeError, rf"{name} must be a floating.*int64"),
-        ErrorCase(([1.0],), {}, TypeError, rf"{name} must be a torch.Tensor, got list"),
+        ErrorCase(
+            args=(x.long(),), kwargs={}, error=TypeError, match=rf"{name} must be a floating.*int64"
+        ),
+        ErrorCase(
+            args=([1.0],),
+            kwargs={},
+            error=TypeError,
+            match=rf"{name} must be a torch.Tensor, got list",
+        ),
     ]
 
 
@@ -132,9 +163,9 @@ def _one_batch_errors(name: str) -> list[ErrorCase]:
 def _minimax_d_edges(g: torch.Generator) -> list[Sample]:
     big = torch.tensor([1e4, -1e4, 0.0, 30.0], dtype=F64)
     return [
-        Sample((randn(g, 0), randn(g, 0)), desc="both batches empty"),
-        Sample((randn(g, 3), randn(g, 0)), desc="empty fake batch"),
-        Sample((big, -big.flip(0)), desc="logits ±1e4"),
+        Sample(args=(randn(g, 0), randn(g, 0)), desc="both batches empty"),
+        Sample(args=(randn(g, 3), randn(g, 0)), desc="empty fake batch"),
+        Sample(args=(big, -big.flip(0)), desc="logits ±1e4"),
     ]
 
 
@@ -160,17 +191,21 @@ register(
 def _minimax_g_samples(g: torch.Generator) -> list[Sample]:
     return [
         *_one_batch_samples(g),
-        Sample((randn(g, 6, scale=2.0),), {"non_saturating": False}, desc="saturating"),
-        Sample((randn(g, 2, 3, scale=5.0),), {"non_saturating": True}, desc="non-saturating 2-D"),
+        Sample(args=(randn(g, 6, scale=2.0),), kwargs={"non_saturating": False}, desc="saturating"),
+        Sample(
+            args=(randn(g, 2, 3, scale=5.0),),
+            kwargs={"non_saturating": True},
+            desc="non-saturating 2-D",
+        ),
     ]
 
 
 def _minimax_g_edges(g: torch.Generator) -> list[Sample]:
     big = torch.tensor([1e4, -1e4, 0.0, -30.0], dtype=F64)
     return [
-        Sample((randn(g, 0),), desc="empty"),
-        Sample((big,), desc="logits ±1e4, non-saturating"),
-        Sample((big,), {"non_saturating": False}, desc="logits ±1e4, saturating"),
+        Sample(args=(randn(g, 0),), desc="empty"),
+        Sample(args=(big,), desc="logits ±1e4, non-saturating"),
+        Sample(args=(big,), kwargs={"non_saturating": False}, desc="logits ±1e4, saturating"),
     ]
 
 
@@ -187,17 +222,17 @@ register(
         error_cases=lambda: [
             *_one_batch_errors("fake_logits"),
             ErrorCase(
-                (torch.randn(3),),
-                {"non_saturating": 1},
-                TypeError,
-                r"non_saturating must be a bool, got int",
-                "",
-                True,
+                args=(torch.randn(3),),
+                kwargs={"non_saturating": 1},
+                error=TypeError,
+                match=r"non_saturating must be a bool, got int",
+                desc="",
+                in_constructor=True,
             ),
         ],
         edge_samples=_minimax_g_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c, scale=4.0),), {"non_saturating": _bool_coin(g)}
+            args=(randn(g, n, c, scale=4.0),), kwargs={"non_saturating": _bool_coin(g)}
         ),
     )
 )
@@ -230,7 +265,7 @@ register(
         reference=R.wasserstein_generator_loss,
         samples=_one_batch_samples,
         error_cases=lambda: _one_batch_errors("fake_scores"),
-        random_sample=lambda g, n, c: Sample((randn(g, n, c, scale=3.0),)),
+        random_sample=lambda g, n, c: Sample(args=(randn(g, n, c, scale=3.0),)),
     )
 )
 
@@ -241,8 +276,14 @@ def _lsgan_d_samples(g: torch.Generator) -> list[Sample]:
     base = _two_batch_samples(g)
     return [
         *base,
-        Sample((randn(g, 5), randn(g, 3)), {"a": -1.0, "b": 1.0}, desc="a=-1, b=1 (Pearson chi^2)"),
-        Sample((randn(g, 4, 1), randn(g, 4, 1)), {"a": 0.1, "b": 0.9}, desc="a=0.1, b=0.9"),
+        Sample(
+            args=(randn(g, 5), randn(g, 3)),
+            kwargs={"a": -1.0, "b": 1.0},
+            desc="a=-1, b=1 (Pearson chi^2)",
+        ),
+        Sample(
+            args=(randn(g, 4, 1), randn(g, 4, 1)), kwargs={"a": 0.1, "b": 0.9}, desc="a=0.1, b=0.9"
+        ),
     ]
 
 
@@ -259,25 +300,25 @@ register(
         error_cases=lambda: [
             *_two_batch_errors("real_scores", "fake_scores"),
             ErrorCase(
-                (torch.randn(3), torch.randn(3)),
-                {"a": "0"},
-                TypeError,
-                r"a must be a real number, got str",
-                "",
-                True,
+                args=(torch.randn(3), torch.randn(3)),
+                kwargs={"a": "0"},
+                error=TypeError,
+                match=r"a must be a real number, got str",
+                desc="",
+                in_constructor=True,
             ),
             ErrorCase(
-                (torch.randn(3), torch.randn(3)),
-                {"b": float("nan")},
-                ValueError,
-                r"b must not be NaN",
-                "",
-                True,
+                args=(torch.randn(3), torch.randn(3)),
+                kwargs={"b": float("nan")},
+                error=ValueError,
+                match=r"b must not be NaN",
+                desc="",
+                in_constructor=True,
             ),
         ],
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n), randn(g, c)),
-            {"a": float(randn(g, 1)), "b": float(randn(g, 1))},
+            args=(randn(g, n), randn(g, c)),
+            kwargs={"a": float(randn(g, 1)), "b": float(randn(g, 1))},
         ),
         reductions=_PAIRED,
         grad_args=(0, 1),
@@ -295,16 +336,23 @@ register(
         torch_functional=torch_lsgan_generator,
         samples=lambda g: [
             *_one_batch_samples(g),
-            Sample((randn(g, 5),), {"c": 0.0}, desc="c=0"),
-            Sample((randn(g, 3, 2),), {"c": -0.5}, desc="c=-0.5"),
+            Sample(args=(randn(g, 5),), kwargs={"c": 0.0}, desc="c=0"),
+            Sample(args=(randn(g, 3, 2),), kwargs={"c": -0.5}, desc="c=-0.5"),
         ],
         error_cases=lambda: [
             *_one_batch_errors("fake_scores"),
             ErrorCase(
-                (torch.randn(3),), {"c": None}, TypeError, r"c must be a real number", "", True
+                args=(torch.randn(3),),
+                kwargs={"c": None},
+                error=TypeError,
+                match=r"c must be a real number",
+                desc="",
+                in_constructor=True,
             ),
         ],
-        random_sample=lambda g, n, c: Sample((randn(g, n, c),), {"c": float(randn(g, 1))}),
+        random_sample=lambda g, n, c: Sample(
+            args=(randn(g, n, c),), kwargs={"c": float(randn(g, 1))}
+        ),
     )
 )
 
@@ -336,7 +384,7 @@ register(
         reference=R.hinge_generator_loss,
         samples=_one_batch_samples,
         error_cases=lambda: _one_batch_errors("fake_scores"),
-        random_sample=lambda g, n, c: Sample((randn(g, n, c, scale=3.0),)),
+        random_sample=lambda g, n, c: Sample(args=(randn(g, n, c, scale=3.0),)),
     )
 )
 
@@ -346,22 +394,22 @@ register(
 def _ls_samples(g: torch.Generator) -> list[Sample]:
     return [
         Sample(
-            (rand(g, 6, high=2.0), rand(g, 6, high=2.0), rand(g, 6)),
+            args=(rand(g, 6, high=2.0), rand(g, 6, high=2.0), rand(g, 6)),
             desc="margin tensor (N,)",
         ),
         Sample(
-            (rand(g, 5, high=2.0), rand(g, 5, high=2.0), 0.5),
-            {"lam": 2.0},
+            args=(rand(g, 5, high=2.0), rand(g, 5, high=2.0), 0.5),
+            kwargs={"lam": 2.0},
             desc="margin float, lam=2",
         ),
         Sample(
-            (rand(g, 4, 2, high=2.0), rand(g, 4, 2, high=2.0), rand(g, 4, 1)),
-            {"lam": 0.5},
+            args=(rand(g, 4, 2, high=2.0), rand(g, 4, 2, high=2.0), rand(g, 4, 1)),
+            kwargs={"lam": 0.5},
             desc="margin (N, 1) broadcast to (N, 2)",
         ),
         Sample(
-            (randn(g, 5), randn(g, 5), torch.tensor(0.3, dtype=F64)),
-            {"lam": 0.0},
+            args=(randn(g, 5), randn(g, 5), torch.tensor(0.3, dtype=F64)),
+            kwargs={"lam": 0.0},
             desc="0-D margin, lam=0",
         ),
     ]
@@ -370,15 +418,47 @@ def _ls_samples(g: torch.Generator) -> list[Sample]:
 def _ls_errors() -> list[ErrorCase]:
     r, f = torch.rand(4), torch.rand(4)
     return [
-        ErrorCase((r, f[:3], 1.0), {}, ValueError, r"fake_losses size \(3,\).*real_losses size"),
-        ErrorCase((r, f, torch.ones(3)), {}, ValueError, r"margin of shape \(3,\) does not broad"),
         ErrorCase(
-            (r, f, torch.tensor([0.1, -0.2, 0.3, 0.0])), {}, ValueError, r"margin must be >= 0"
+            args=(r, f[:3], 1.0),
+            kwargs={},
+            error=ValueError,
+            match=r"fake_losses size \(3,\).*real_losses size",
         ),
-        ErrorCase((r, f, -1.0), {}, ValueError, r"margin must be >= 0.*-1\.0"),
-        ErrorCase((r, f, "1"), {}, TypeError, r"margin must be a real number, got str"),
-        ErrorCase((r.long(), f, 1.0), {}, TypeError, r"real_losses must be a floating"),
-        ErrorCase((r, f, 1.0), {"lam": -0.5}, ValueError, r"lam must be in \[0, inf\)", "", True),
+        ErrorCase(
+            args=(r, f, torch.ones(3)),
+            kwargs={},
+            error=ValueError,
+            match=r"margin of shape \(3,\) does not broad",
+        ),
+        ErrorCase(
+            args=(r, f, torch.tensor([0.1, -0.2, 0.3, 0.0])),
+            kwargs={},
+            error=ValueError,
+            match=r"margin must be >= 0",
+        ),
+        ErrorCase(
+            args=(r, f, -1.0), kwargs={}, error=ValueError, match=r"margin must be >= 0.*-1\.0"
+        ),
+        ErrorCase(
+            args=(r, f, "1"),
+            kwargs={},
+            error=TypeError,
+            match=r"margin must be a real number, got str",
+        ),
+        ErrorCase(
+            args=(r.long(), f, 1.0),
+            kwargs={},
+            error=TypeError,
+            match=r"real_losses must be a floating",
+        ),
+        ErrorCase(
+            args=(r, f, 1.0),
+            kwargs={"lam": -0.5},
+            error=ValueError,
+            match=r"lam must be in \[0, inf\)",
+            desc="",
+            in_constructor=True,
+        ),
     ]
 
 
@@ -393,8 +473,8 @@ register(
         samples=_ls_samples,
         error_cases=_ls_errors,
         random_sample=lambda g, n, c: Sample(
-            (rand(g, n, c, high=2.0), rand(g, n, c, high=2.0), rand(g, n, 1)),
-            {"lam": float(rand(g, 1, high=3.0))},
+            args=(rand(g, n, c, high=2.0), rand(g, n, c, high=2.0), rand(g, n, 1)),
+            kwargs={"lam": float(rand(g, 1, high=3.0))},
         ),
         grad_args=(0, 1),
     )
@@ -410,6 +490,6 @@ register(
         reference=R.loss_sensitive_generator_loss,
         samples=_one_batch_samples,
         error_cases=lambda: _one_batch_errors("fake_losses"),
-        random_sample=lambda g, n, c: Sample((rand(g, n, c, high=2.0),)),
+        random_sample=lambda g, n, c: Sample(args=(rand(g, n, c, high=2.0),)),
     )
 )

@@ -55,14 +55,26 @@ def _scalar(g: torch.Generator) -> torch.Tensor:
 
 def _mr_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 8), randn(g, 8), signs(g, 8)), desc="(N,), margin 0"),
-        Sample((randn(g, 8), randn(g, 8), signs(g, 8)), {"margin": 0.5}, desc="margin 0.5"),
-        Sample((randn(g, 6), randn(g, 6), signs(g, 6)), {"margin": -0.3}, desc="negative margin"),
-        Sample((randn(g, 3, 4), randn(g, 3, 4), signs(g, 3, 4)), {"margin": 0.2}, desc="2-D"),
-        Sample((_scalar(g), _scalar(g), _t(-1.0)), {"margin": 1.0}, desc="0-D (no batch)"),
+        Sample(args=(randn(g, 8), randn(g, 8), signs(g, 8)), desc="(N,), margin 0"),
         Sample(
-            (randn(g, 6), randn(g, 6), randint(g, 2, 6) * 2 - 1),
-            {"margin": 0.1},
+            args=(randn(g, 8), randn(g, 8), signs(g, 8)), kwargs={"margin": 0.5}, desc="margin 0.5"
+        ),
+        Sample(
+            args=(randn(g, 6), randn(g, 6), signs(g, 6)),
+            kwargs={"margin": -0.3},
+            desc="negative margin",
+        ),
+        Sample(
+            args=(randn(g, 3, 4), randn(g, 3, 4), signs(g, 3, 4)),
+            kwargs={"margin": 0.2},
+            desc="2-D",
+        ),
+        Sample(
+            args=(_scalar(g), _scalar(g), _t(-1.0)), kwargs={"margin": 1.0}, desc="0-D (no batch)"
+        ),
+        Sample(
+            args=(randn(g, 6), randn(g, 6), randint(g, 2, 6) * 2 - 1),
+            kwargs={"margin": 0.1},
             desc="int64 target",
         ),
     ]
@@ -72,34 +84,59 @@ def _mr_errors() -> list[ErrorCase]:
     x = torch.randn(4)
     y = torch.tensor([1.0, -1.0, 1.0, -1.0])
     return [
-        ErrorCase((x, x[:3], y), {}, ValueError, r"input2 size \(3,\).*input1 size \(4,\)"),
-        ErrorCase((x, x, y[:2]), {}, ValueError, r"target size \(2,\).*input1 size \(4,\)"),
-        ErrorCase((x.long(), x, y), {}, TypeError, r"input1 must be a floating.*int64"),
-        ErrorCase((x, x, y > 0), {}, TypeError, r"target must be a floating or integer.*bool"),
         ErrorCase(
-            (x, x, y),
-            {"margin": float("nan")},
-            ValueError,
-            r"margin must not be NaN",
+            args=(x, x[:3], y),
+            kwargs={},
+            error=ValueError,
+            match=r"input2 size \(3,\).*input1 size \(4,\)",
+        ),
+        ErrorCase(
+            args=(x, x, y[:2]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(2,\).*input1 size \(4,\)",
+        ),
+        ErrorCase(
+            args=(x.long(), x, y),
+            kwargs={},
+            error=TypeError,
+            match=r"input1 must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, x, y > 0),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a floating or integer.*bool",
+        ),
+        ErrorCase(
+            args=(x, x, y),
+            kwargs={"margin": float("nan")},
+            error=ValueError,
+            match=r"margin must not be NaN",
             in_constructor=True,
         ),
         ErrorCase(
-            (x, x, y),
-            {"margin": "1"},
-            TypeError,
-            r"margin must be a real number, got str",
+            args=(x, x, y),
+            kwargs={"margin": "1"},
+            error=TypeError,
+            match=r"margin must be a real number, got str",
             in_constructor=True,
         ),
-        ErrorCase(([1.0], x, y), {}, TypeError, r"input1 must be a torch.Tensor, got list"),
+        ErrorCase(
+            args=([1.0], x, y),
+            kwargs={},
+            error=TypeError,
+            match=r"input1 must be a torch.Tensor, got list",
+        ),
     ]
 
 
 def _mr_edges(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 0), randn(g, 0), randn(g, 0)), desc="empty batch"),
+        Sample(args=(randn(g, 0), randn(g, 0), randn(g, 0)), desc="empty batch"),
         Sample(
-            (_t([1e4, -1e4, 1e4, 0.0]), _t([-1e4, 1e4, 1e4, 5.0]), _t([1.0, 1.0, -1.0, -1.0])),
-            {"margin": 0.5},
+            args=(_t([1e4, -1e4, 1e4, 0.0]), _t([-1e4, 1e4, 1e4, 5.0]), _t([1.0, 1.0, -1.0, -1.0])),
+            kwargs={"margin": 0.5},
             desc="scores ±1e4",
         ),
     ]
@@ -118,7 +155,8 @@ register(
         error_cases=_mr_errors,
         edge_samples=_mr_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n), randn(g, n), signs(g, n)), {"margin": float(rand(g, 1, low=-1, high=1))}
+            args=(randn(g, n), randn(g, n), signs(g, n)),
+            kwargs={"margin": float(rand(g, 1, low=-1, high=1))},
         ),
         grad_args=(0, 1),
     )
@@ -129,15 +167,19 @@ register(
 
 def _he_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((rand(g, 8, high=2.0), signs(g, 8)), desc="distances, ±1 labels"),
-        Sample((randn(g, 3, 4, scale=2.0), signs(g, 3, 4)), {"margin": 2.0}, desc="2-D, margin 2"),
+        Sample(args=(rand(g, 8, high=2.0), signs(g, 8)), desc="distances, ±1 labels"),
         Sample(
-            (randn(g, 6), _t([1.0, -1.0, 0.0, 2.0, -2.0, 0.5])),
-            {"margin": 0.5},
+            args=(randn(g, 3, 4, scale=2.0), signs(g, 3, 4)),
+            kwargs={"margin": 2.0},
+            desc="2-D, margin 2",
+        ),
+        Sample(
+            args=(randn(g, 6), _t([1.0, -1.0, 0.0, 2.0, -2.0, 0.5])),
+            kwargs={"margin": 0.5},
             desc="labels other than ±1 get both terms",
         ),
-        Sample((rand(g, 5, high=2.0), randint(g, 2, 5) * 2 - 1), desc="int64 labels"),
-        Sample((_scalar(g), _t(-1.0)), {"margin": -0.5}, desc="0-D, negative margin"),
+        Sample(args=(rand(g, 5, high=2.0), randint(g, 2, 5) * 2 - 1), desc="int64 labels"),
+        Sample(args=(_scalar(g), _t(-1.0)), kwargs={"margin": -0.5}, desc="0-D, negative margin"),
     ]
 
 
@@ -145,21 +187,33 @@ def _he_errors() -> list[ErrorCase]:
     x = torch.rand(3, 2)
     y = torch.ones(3, 2)
     return [
-        ErrorCase((x, y[:, :1]), {}, ValueError, r"target size \(3, 1\).*input size \(3, 2\)"),
-        ErrorCase((x.int(), y), {}, TypeError, r"input must be a floating.*int32"),
-        ErrorCase((x, y.bool()), {}, TypeError, r"target must be a floating or integer.*bool"),
         ErrorCase(
-            (x, y),
-            {"margin": float("nan")},
-            ValueError,
-            r"margin must not be NaN",
+            args=(x, y[:, :1]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(3, 1\).*input size \(3, 2\)",
+        ),
+        ErrorCase(
+            args=(x.int(), y), kwargs={}, error=TypeError, match=r"input must be a floating.*int32"
+        ),
+        ErrorCase(
+            args=(x, y.bool()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a floating or integer.*bool",
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"margin": float("nan")},
+            error=ValueError,
+            match=r"margin must not be NaN",
             in_constructor=True,
         ),
         ErrorCase(
-            (x, y),
-            {"margin": None},
-            TypeError,
-            r"margin must be a real number",
+            args=(x, y),
+            kwargs={"margin": None},
+            error=TypeError,
+            match=r"margin must be a real number",
             in_constructor=True,
         ),
     ]
@@ -177,14 +231,15 @@ register(
         samples=_he_samples,
         error_cases=_he_errors,
         edge_samples=lambda g: [
-            Sample((randn(g, 0), randn(g, 0)), desc="empty"),
+            Sample(args=(randn(g, 0), randn(g, 0)), desc="empty"),
             Sample(
-                (_t([1e4, -1e4, 1e4, -1e4, 3.0]), _t([1.0, 1.0, -1.0, -1.0, 0.0])),
+                args=(_t([1e4, -1e4, 1e4, -1e4, 3.0]), _t([1.0, 1.0, -1.0, -1.0, 0.0])),
                 desc="inputs ±1e4",
             ),
         ],
         random_sample=lambda g, n, c: Sample(
-            (rand(g, n, c, high=3.0), signs(g, n, c)), {"margin": float(rand(g, 1, high=2.0))}
+            args=(rand(g, n, c, high=3.0), signs(g, n, c)),
+            kwargs={"margin": float(rand(g, 1, high=2.0))},
         ),
     )
 )
@@ -194,10 +249,10 @@ register(
 
 def _sm_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 3, 4, scale=2.0), signs(g, 3, 4)), desc="±1 labels"),
-        Sample((randn(g, 6), _t([1.0, -1.0, 0.5, 2.0, 0.0, -3.0])), desc="other label values"),
-        Sample((randn(g, 5), randint(g, 2, 5) * 2 - 1), desc="int64 labels"),
-        Sample((randn(g, 8, scale=30.0), signs(g, 8)), desc="large scores"),
+        Sample(args=(randn(g, 3, 4, scale=2.0), signs(g, 3, 4)), desc="±1 labels"),
+        Sample(args=(randn(g, 6), _t([1.0, -1.0, 0.5, 2.0, 0.0, -3.0])), desc="other label values"),
+        Sample(args=(randn(g, 5), randint(g, 2, 5) * 2 - 1), desc="int64 labels"),
+        Sample(args=(randn(g, 8, scale=30.0), signs(g, 8)), desc="large scores"),
     ]
 
 
@@ -205,10 +260,27 @@ def _sm_errors() -> list[ErrorCase]:
     x = torch.randn(3, 4)
     y = torch.ones(3, 4)
     return [
-        ErrorCase((x, y[0]), {}, ValueError, r"target size \(4,\).*input size \(3, 4\)"),
-        ErrorCase((x.long(), y), {}, TypeError, r"input must be a floating.*int64"),
-        ErrorCase((x, y.bool()), {}, TypeError, r"target must be a floating or integer.*bool"),
-        ErrorCase((x, y), {"reduction": "batchmean"}, ValueError, r"'batchmean' is not a valid"),
+        ErrorCase(
+            args=(x, y[0]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(4,\).*input size \(3, 4\)",
+        ),
+        ErrorCase(
+            args=(x.long(), y), kwargs={}, error=TypeError, match=r"input must be a floating.*int64"
+        ),
+        ErrorCase(
+            args=(x, y.bool()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a floating or integer.*bool",
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"reduction": "batchmean"},
+            error=ValueError,
+            match=r"'batchmean' is not a valid",
+        ),
     ]
 
 
@@ -224,13 +296,13 @@ register(
         samples=_sm_samples,
         error_cases=_sm_errors,
         edge_samples=lambda g: [
-            Sample((randn(g, 0, 3), randn(g, 0, 3)), desc="empty"),
+            Sample(args=(randn(g, 0, 3), randn(g, 0, 3)), desc="empty"),
             Sample(
-                (_t([1e4, -1e4, 1e4, -1e4, 0.0]), _t([1.0, 1.0, -1.0, -1.0, 1.0])),
+                args=(_t([1e4, -1e4, 1e4, -1e4, 0.0]), _t([1.0, 1.0, -1.0, -1.0, 1.0])),
                 desc="scores ±1e4",
             ),
         ],
-        random_sample=lambda g, n, c: Sample((randn(g, n, c, scale=3.0), signs(g, n, c))),
+        random_sample=lambda g, n, c: Sample(args=(randn(g, n, c, scale=3.0), signs(g, n, c))),
         # Where -y x is large torch's log(1 + exp(-y x)) overflows to inf with a NaN gradient;
         # ours stays finite (values are then checked against the reference, gradients in
         # tests/test_ranking_family.py against the closed form).
@@ -243,16 +315,30 @@ register(
 
 def _ce_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 5, 4), randn(g, 5, 4), signs(g, 5)), desc="(N, D), margin 0"),
-        Sample((randn(g, 6, 3), randn(g, 6, 3), signs(g, 6)), {"margin": 0.3}, desc="margin 0.3"),
-        Sample((randn(g, 4, 5), randn(g, 4, 5), signs(g, 4)), {"margin": -0.5}, desc="margin -0.5"),
+        Sample(args=(randn(g, 5, 4), randn(g, 5, 4), signs(g, 5)), desc="(N, D), margin 0"),
         Sample(
-            (randn(g, 4, 3), randn(g, 4, 3), _t([1.0, -1.0, 0.0, 2.0])),
-            {"margin": -0.2},
+            args=(randn(g, 6, 3), randn(g, 6, 3), signs(g, 6)),
+            kwargs={"margin": 0.3},
+            desc="margin 0.3",
+        ),
+        Sample(
+            args=(randn(g, 4, 5), randn(g, 4, 5), signs(g, 4)),
+            kwargs={"margin": -0.5},
+            desc="margin -0.5",
+        ),
+        Sample(
+            args=(randn(g, 4, 3), randn(g, 4, 3), _t([1.0, -1.0, 0.0, 2.0])),
+            kwargs={"margin": -0.2},
             desc="labels other than ±1 give 0",
         ),
-        Sample((randn(g, 5), randn(g, 5), _t(-1.0)), {"margin": -0.9}, desc="(D,), 0-D target"),
-        Sample((randn(g, 4, 3), randn(g, 4, 3), randint(g, 2, 4) * 2 - 1), desc="int64 target"),
+        Sample(
+            args=(randn(g, 5), randn(g, 5), _t(-1.0)),
+            kwargs={"margin": -0.9},
+            desc="(D,), 0-D target",
+        ),
+        Sample(
+            args=(randn(g, 4, 3), randn(g, 4, 3), randint(g, 2, 4) * 2 - 1), desc="int64 target"
+        ),
     ]
 
 
@@ -260,21 +346,41 @@ def _ce_errors() -> list[ErrorCase]:
     x = torch.randn(4, 3)
     y = torch.tensor([1.0, -1.0, 1.0, -1.0])
     return [
-        ErrorCase((x, x[:, :2], y), {}, ValueError, r"input2 size \(4, 2\).*input1 size \(4, 3\)"),
-        ErrorCase((x, x, y[:3]), {}, ValueError, r"Expected target size \(4,\).*got \(3,\)"),
         ErrorCase(
-            (torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.ones(2, 3)),
-            {},
-            ValueError,
-            r"input1 must be 1-D or 2-D, got a 3-D tensor",
+            args=(x, x[:, :2], y),
+            kwargs={},
+            error=ValueError,
+            match=r"input2 size \(4, 2\).*input1 size \(4, 3\)",
         ),
-        ErrorCase((x, x.long(), y), {}, TypeError, r"input2 must be a floating.*int64"),
-        ErrorCase((x, x, y.bool()), {}, TypeError, r"target must be a floating or integer"),
         ErrorCase(
-            (x, x, y),
-            {"margin": float("nan")},
-            ValueError,
-            r"margin must not be NaN",
+            args=(x, x, y[:3]),
+            kwargs={},
+            error=ValueError,
+            match=r"Expected target size \(4,\).*got \(3,\)",
+        ),
+        ErrorCase(
+            args=(torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.ones(2, 3)),
+            kwargs={},
+            error=ValueError,
+            match=r"input1 must be 1-D or 2-D, got a 3-D tensor",
+        ),
+        ErrorCase(
+            args=(x, x.long(), y),
+            kwargs={},
+            error=TypeError,
+            match=r"input2 must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, x, y.bool()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a floating or integer",
+        ),
+        ErrorCase(
+            args=(x, x, y),
+            kwargs={"margin": float("nan")},
+            error=ValueError,
+            match=r"margin must not be NaN",
             in_constructor=True,
         ),
     ]
@@ -284,10 +390,10 @@ def _ce_edges(g: torch.Generator) -> list[Sample]:
     v = _t([[1.0, 2.0, -0.5]] * 4)
     other = torch.stack([v[0], -v[0], _t([2.0, -1.0, 0.0]), 3.0 * v[0]])
     return [
-        Sample((randn(g, 0, 4), randn(g, 0, 4), randn(g, 0)), desc="empty batch"),
+        Sample(args=(randn(g, 0, 4), randn(g, 0, 4), randn(g, 0)), desc="empty batch"),
         Sample(
-            (v, other, _t([1.0, -1.0, -1.0, -1.0])),
-            {"margin": 0.2},
+            args=(v, other, _t([1.0, -1.0, -1.0, -1.0])),
+            kwargs={"margin": 0.2},
             desc="parallel, antiparallel, orthogonal pairs",
         ),
     ]
@@ -306,8 +412,8 @@ register(
         error_cases=_ce_errors,
         edge_samples=_ce_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c), randn(g, n, c), signs(g, n)),
-            {"margin": float(rand(g, 1, low=-0.5, high=0.5))},
+            args=(randn(g, n, c), randn(g, n, c), signs(g, n)),
+            kwargs={"margin": float(rand(g, 1, low=-0.5, high=0.5))},
         ),
         grad_args=(0, 1),
     )
@@ -318,20 +424,24 @@ register(
 
 def _mm_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 5, 4), randint(g, 4, 5)), desc="p=1, margin 1"),
-        Sample((randn(g, 5, 4), randint(g, 4, 5)), {"p": 2}, desc="p=2"),
+        Sample(args=(randn(g, 5, 4), randint(g, 4, 5)), desc="p=1, margin 1"),
+        Sample(args=(randn(g, 5, 4), randint(g, 4, 5)), kwargs={"p": 2}, desc="p=2"),
         Sample(
-            (randn(g, 6, 3), randint(g, 3, 6)),
-            {"margin": 0.5, "weight": rand(g, 3, low=0.2, high=2.0)},
+            args=(randn(g, 6, 3), randint(g, 3, 6)),
+            kwargs={"margin": 0.5, "weight": rand(g, 3, low=0.2, high=2.0)},
             desc="weight, margin 0.5",
         ),
         Sample(
-            (randn(g, 4, 5), randint(g, 5, 4)),
-            {"p": 2, "margin": 2.0, "weight": rand(g, 5, low=0.2, high=2.0)},
+            args=(randn(g, 4, 5), randint(g, 5, 4)),
+            kwargs={"p": 2, "margin": 2.0, "weight": rand(g, 5, low=0.2, high=2.0)},
             desc="p=2, weight, margin 2",
         ),
-        Sample((randn(g, 5), randint(g, 5)), {"margin": -0.2}, desc="(C,) no batch, margin -0.2"),
-        Sample((randn(g, 3, 1), randint(g, 1, 3)), desc="one class (loss 0)"),
+        Sample(
+            args=(randn(g, 5), randint(g, 5)),
+            kwargs={"margin": -0.2},
+            desc="(C,) no batch, margin -0.2",
+        ),
+        Sample(args=(randn(g, 3, 1), randint(g, 1, 3)), desc="one class (loss 0)"),
     ]
 
 
@@ -339,49 +449,92 @@ def _mm_errors() -> list[ErrorCase]:
     x = torch.randn(4, 3)
     t = torch.tensor([0, 1, 2, 1])
     return [
-        ErrorCase((x, torch.tensor([0, 3, 2, 1])), {}, IndexError, r"Target 3 is out of bounds.*3"),
-        ErrorCase((x, torch.tensor([0, -1, 2, 1])), {}, IndexError, r"Target -1 is out of bounds"),
-        ErrorCase((x, t[:3]), {}, ValueError, r"Expected target size \(4,\).*got \(3,\)"),
-        ErrorCase((x, t.double()), {}, TypeError, r"target must be an integer tensor.*float64"),
-        ErrorCase((x.long(), t), {}, TypeError, r"input must be a floating.*int64"),
-        ErrorCase((torch.randn(2, 3, 4), t[:2]), {}, ValueError, r"input must be 1-D or 2-D"),
-        ErrorCase((torch.randn(4, 0), t), {}, ValueError, r"at least one class.*\(4, 0\)"),
         ErrorCase(
-            (x, t),
-            {"p": 3},
-            ValueError,
-            r"only p == 1 and p == 2 supported, got p=3",
-            in_constructor=True,
-        ),
-        ErrorCase((x, t), {"p": "2"}, TypeError, r"p must be an int.*str", in_constructor=True),
-        ErrorCase(
-            (x, t),
-            {"margin": float("nan")},
-            ValueError,
-            r"margin must not be NaN",
-            in_constructor=True,
+            args=(x, torch.tensor([0, 3, 2, 1])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 3 is out of bounds.*3",
         ),
         ErrorCase(
-            (x, t),
-            {"weight": torch.ones(2, 3)},
-            ValueError,
-            r"weight must be a 1-D tensor.*got shape \(2, 3\)",
+            args=(x, torch.tensor([0, -1, 2, 1])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target -1 is out of bounds",
+        ),
+        ErrorCase(
+            args=(x, t[:3]),
+            kwargs={},
+            error=ValueError,
+            match=r"Expected target size \(4,\).*got \(3,\)",
+        ),
+        ErrorCase(
+            args=(x, t.double()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be an integer tensor.*float64",
+        ),
+        ErrorCase(
+            args=(x.long(), t), kwargs={}, error=TypeError, match=r"input must be a floating.*int64"
+        ),
+        ErrorCase(
+            args=(torch.randn(2, 3, 4), t[:2]),
+            kwargs={},
+            error=ValueError,
+            match=r"input must be 1-D or 2-D",
+        ),
+        ErrorCase(
+            args=(torch.randn(4, 0), t),
+            kwargs={},
+            error=ValueError,
+            match=r"at least one class.*\(4, 0\)",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"p": 3},
+            error=ValueError,
+            match=r"only p == 1 and p == 2 supported, got p=3",
             in_constructor=True,
         ),
-        ErrorCase((x, t), {"weight": torch.ones(4)}, ValueError, r"weight.*\(3\).*\(4,\)"),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"p": "2"},
+            error=TypeError,
+            match=r"p must be an int.*str",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"margin": float("nan")},
+            error=ValueError,
+            match=r"margin must not be NaN",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"weight": torch.ones(2, 3)},
+            error=ValueError,
+            match=r"weight must be a 1-D tensor.*got shape \(2, 3\)",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"weight": torch.ones(4)},
+            error=ValueError,
+            match=r"weight.*\(3\).*\(4,\)",
+        ),
     ]
 
 
 def _mm_edges(g: torch.Generator) -> list[Sample]:
     return [
         Sample(
-            (_t([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]]), torch.tensor([1, 0])),
-            {"weight": _t([1.0, 0.5, 2.0])},
+            args=(_t([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]]), torch.tensor([1, 0])),
+            kwargs={"weight": _t([1.0, 0.5, 2.0])},
             desc="scores ±1e4, p=1",
         ),
         Sample(
-            (_t([[30.0, -30.0, 0.0], [-30.0, 30.0, 30.0]]), torch.tensor([0, 1])),
-            {"p": 2},
+            args=(_t([[30.0, -30.0, 0.0], [-30.0, 30.0, 30.0]]), torch.tensor([0, 1])),
+            kwargs={"p": 2},
             desc="large scores, p=2",
         ),
     ]
@@ -402,8 +555,8 @@ register(
         # mean/sum there; tests/test_ranking_family.py checks our NaN / 0.
         edge_samples=_mm_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c), randint(g, c, n)),
-            {
+            args=(randn(g, n, c), randint(g, c, n)),
+            kwargs={
                 "p": int(randint(g, 2, 1)) + 1,
                 "margin": float(rand(g, 1, high=2.0)),
                 "weight": rand(g, c, low=0.1, high=2.0),
@@ -427,11 +580,12 @@ def _mlm_samples(g: torch.Generator) -> list[Sample]:
         ]
     )
     return [
-        Sample((randn(g, 6, 5), padded), desc="padded targets, duplicates, empty/full rows"),
-        Sample((randn(g, 6, 5, scale=0.2), padded), desc="small scores (every hinge active)"),
-        Sample((randn(g, 4), torch.tensor([3, 1, -1, 0])), desc="(C,) no batch"),
+        Sample(args=(randn(g, 6, 5), padded), desc="padded targets, duplicates, empty/full rows"),
+        Sample(args=(randn(g, 6, 5, scale=0.2), padded), desc="small scores (every hinge active)"),
+        Sample(args=(randn(g, 4), torch.tensor([3, 1, -1, 0])), desc="(C,) no batch"),
         Sample(
-            (randn(g, 3, 4, scale=3.0), torch.tensor([[1, 2, -1, -1]] * 3)), desc="large scores"
+            args=(randn(g, 3, 4, scale=3.0), torch.tensor([[1, 2, -1, -1]] * 3)),
+            desc="large scores",
         ),
     ]
 
@@ -441,28 +595,43 @@ def _mlm_errors() -> list[ErrorCase]:
     t = torch.tensor([[3, 0, -1, 1], [1, -1, 0, 0]])
     return [
         ErrorCase(
-            (x, torch.tensor([[3, 4, -1, 1], [1, -1, 0, 0]])),
-            {},
-            IndexError,
-            r"Target 4 is out of bounds.*\[0, 4\)",
+            args=(x, torch.tensor([[3, 4, -1, 1], [1, -1, 0, 0]])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 4 is out of bounds.*\[0, 4\)",
         ),
         ErrorCase(
-            (x, torch.tensor([[3, -2, 1, 1], [1, -1, 0, 0]])),
-            {},
-            IndexError,
-            r"Target -2 is out of bounds",
+            args=(x, torch.tensor([[3, -2, 1, 1], [1, -1, 0, 0]])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target -2 is out of bounds",
         ),
         ErrorCase(
-            (x, torch.tensor([[3, -1, 9, 1], [1, -1, 0, 0]])),
-            {},
-            IndexError,
-            r"Target 9 is out of bounds",
+            args=(x, torch.tensor([[3, -1, 9, 1], [1, -1, 0, 0]])),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 9 is out of bounds",
         ),
-        ErrorCase((x, t[:, :3]), {}, ValueError, r"Expected target size \(2, 4\).*got \(2, 3\)"),
-        ErrorCase((x, t.double()), {}, TypeError, r"target must be an integer tensor.*float64"),
-        ErrorCase((x.long(), t), {}, TypeError, r"input must be a floating.*int64"),
         ErrorCase(
-            (torch.randn(2, 2, 2), t.view(2, 2, 2)), {}, ValueError, r"input must be 1-D or 2-D"
+            args=(x, t[:, :3]),
+            kwargs={},
+            error=ValueError,
+            match=r"Expected target size \(2, 4\).*got \(2, 3\)",
+        ),
+        ErrorCase(
+            args=(x, t.double()),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be an integer tensor.*float64",
+        ),
+        ErrorCase(
+            args=(x.long(), t), kwargs={}, error=TypeError, match=r"input must be a floating.*int64"
+        ),
+        ErrorCase(
+            args=(torch.randn(2, 2, 2), t.view(2, 2, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"input must be 1-D or 2-D",
         ),
     ]
 
@@ -481,11 +650,14 @@ register(
         # No empty batch here: torch returns uninitialised memory for it (see multi_margin_loss).
         edge_samples=lambda g: [
             Sample(
-                (_t([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]]), torch.tensor([[1, -1, 0], [0, 2, -1]])),
+                args=(
+                    _t([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]]),
+                    torch.tensor([[1, -1, 0], [0, 2, -1]]),
+                ),
                 desc="scores ±1e4",
             )
         ],
-        random_sample=lambda g, n, c: Sample((randn(g, n, c), _random_padded(g, n, c))),
+        random_sample=lambda g, n, c: Sample(args=(randn(g, n, c), _random_padded(g, n, c))),
     )
 )
 
@@ -522,13 +694,21 @@ def _tm_samples(g: torch.Generator) -> list[Sample]:
     a = randn(g, 4, 3)
     same = (a, a.clone(), randn(g, 4, 3))
     return [
-        Sample(_triplets(g, 5, 4), desc="p=2, margin 1"),
-        Sample(_swap_triplets(g, 5, 4), {"swap": True}, desc="swap"),
-        Sample(_triplets(g, 5, 4), {"p": 1.0, "margin": 0.5}, desc="p=1, margin 0.5"),
-        Sample(_triplets(g, 5, 4), {"p": 3.0, "eps": 1e-3, "swap": True}, desc="p=3, eps, swap"),
-        Sample(_triplets(g, 5, 4), {"p": float("inf"), "margin": 2.0}, desc="p=inf"),
-        Sample(_triplets(g, 6), {"margin": 3.0}, desc="(D,) no batch"),
-        Sample(same, {"eps": 0.1, "margin": 2.0}, desc="anchor == positive (eps keeps d > 0)"),
+        Sample(args=_triplets(g, 5, 4), desc="p=2, margin 1"),
+        Sample(args=_swap_triplets(g, 5, 4), kwargs={"swap": True}, desc="swap"),
+        Sample(args=_triplets(g, 5, 4), kwargs={"p": 1.0, "margin": 0.5}, desc="p=1, margin 0.5"),
+        Sample(
+            args=_triplets(g, 5, 4),
+            kwargs={"p": 3.0, "eps": 1e-3, "swap": True},
+            desc="p=3, eps, swap",
+        ),
+        Sample(args=_triplets(g, 5, 4), kwargs={"p": float("inf"), "margin": 2.0}, desc="p=inf"),
+        Sample(args=_triplets(g, 6), kwargs={"margin": 3.0}, desc="(D,) no batch"),
+        Sample(
+            args=same,
+            kwargs={"eps": 0.1, "margin": 2.0},
+            desc="anchor == positive (eps keeps d > 0)",
+        ),
     ]
 
 
@@ -536,26 +716,43 @@ def _triplet_errors() -> list[ErrorCase]:
     a = torch.randn(4, 3)
     return [
         ErrorCase(
-            (a, a[:, :2], a), {}, ValueError, r"positive size \(4, 2\).*anchor size \(4, 3\)"
+            args=(a, a[:, :2], a),
+            kwargs={},
+            error=ValueError,
+            match=r"positive size \(4, 2\).*anchor size \(4, 3\)",
         ),
-        ErrorCase((a, a, a[:3]), {}, ValueError, r"negative size \(3, 3\).*anchor size \(4, 3\)"),
-        ErrorCase((a, a.long(), a), {}, TypeError, r"positive must be a floating.*int64"),
         ErrorCase(
-            (a, a, a),
-            {"margin": 0.0},
-            ValueError,
-            r"margin must be greater than 0, got 0\.0",
+            args=(a, a, a[:3]),
+            kwargs={},
+            error=ValueError,
+            match=r"negative size \(3, 3\).*anchor size \(4, 3\)",
+        ),
+        ErrorCase(
+            args=(a, a.long(), a),
+            kwargs={},
+            error=TypeError,
+            match=r"positive must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(a, a, a),
+            kwargs={"margin": 0.0},
+            error=ValueError,
+            match=r"margin must be greater than 0, got 0\.0",
             in_constructor=True,
         ),
         ErrorCase(
-            (a, a, a),
-            {"margin": -1.0},
-            ValueError,
-            r"margin must be greater than 0, got -1\.0",
+            args=(a, a, a),
+            kwargs={"margin": -1.0},
+            error=ValueError,
+            match=r"margin must be greater than 0, got -1\.0",
             in_constructor=True,
         ),
         ErrorCase(
-            (a, a, a), {"swap": 1}, TypeError, r"swap must be a bool, got int", in_constructor=True
+            args=(a, a, a),
+            kwargs={"swap": 1},
+            error=TypeError,
+            match=r"swap must be a bool, got int",
+            in_constructor=True,
         ),
     ]
 
@@ -565,24 +762,33 @@ def _tm_errors() -> list[ErrorCase]:
     return [
         *_triplet_errors(),
         ErrorCase(
-            (a, a, a), {"p": float("nan")}, ValueError, r"p must not be NaN", in_constructor=True
-        ),
-        ErrorCase(
-            (a, a, a),
-            {"eps": "small"},
-            TypeError,
-            r"eps must be a real number",
+            args=(a, a, a),
+            kwargs={"p": float("nan")},
+            error=ValueError,
+            match=r"p must not be NaN",
             in_constructor=True,
         ),
-        ErrorCase((torch.tensor(1.0),) * 3, {}, ValueError, r"must be \(D,\) or \(N, D\), got 0-D"),
+        ErrorCase(
+            args=(a, a, a),
+            kwargs={"eps": "small"},
+            error=TypeError,
+            match=r"eps must be a real number",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(torch.tensor(1.0),) * 3,
+            kwargs={},
+            error=ValueError,
+            match=r"must be \(D,\) or \(N, D\), got 0-D",
+        ),
     ]
 
 
 def _tm_edges(g: torch.Generator) -> list[Sample]:
     big = _t([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0]])
     return [
-        Sample((randn(g, 0, 4), randn(g, 0, 4), randn(g, 0, 4)), desc="empty batch"),
-        Sample((big, big * 0.5, -big), {"swap": True}, desc="inputs ±1e4"),
+        Sample(args=(randn(g, 0, 4), randn(g, 0, 4), randn(g, 0, 4)), desc="empty batch"),
+        Sample(args=(big, big * 0.5, -big), kwargs={"swap": True}, desc="inputs ±1e4"),
     ]
 
 
@@ -599,8 +805,8 @@ register(
         error_cases=_tm_errors,
         edge_samples=_tm_edges,
         random_sample=lambda g, n, c: Sample(
-            _triplets(g, n, c),
-            {
+            args=_triplets(g, n, c),
+            kwargs={
                 "margin": float(rand(g, 1, low=0.1, high=2.0)),
                 "p": float(rand(g, 1, low=1.0, high=3.0)),
                 "swap": bool(randint(g, 2, 1)),
@@ -633,39 +839,44 @@ def _numpy_l_inf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _tmd_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample(_triplets(g, 5, 4), desc="default distance (pairwise_distance)"),
-        Sample(_swap_triplets(g, 5, 4), {"swap": True, "margin": 0.5}, desc="default, swap"),
+        Sample(args=_triplets(g, 5, 4), desc="default distance (pairwise_distance)"),
         Sample(
-            _triplets(g, 5, 4),
-            {"distance_function": _torch_cosine_distance, "margin": 0.3},
+            args=_swap_triplets(g, 5, 4), kwargs={"swap": True, "margin": 0.5}, desc="default, swap"
+        ),
+        Sample(
+            args=_triplets(g, 5, 4),
+            kwargs={"distance_function": _torch_cosine_distance, "margin": 0.3},
             ref_kwargs={"distance_function": _numpy_cosine_distance},
             desc="1 - cosine similarity",
         ),
         Sample(
-            _swap_triplets(g, 5, 4),
-            {"distance_function": _torch_cosine_distance, "swap": True},
+            args=_swap_triplets(g, 5, 4),
+            kwargs={"distance_function": _torch_cosine_distance, "swap": True},
             ref_kwargs={"distance_function": _numpy_cosine_distance},
             desc="1 - cosine similarity, swap",
         ),
         Sample(
-            _triplets(g, 5, 4),
-            {"distance_function": functools.partial(F.pairwise_distance, p=1.0), "margin": 2.0},
+            args=_triplets(g, 5, 4),
+            kwargs={
+                "distance_function": functools.partial(F.pairwise_distance, p=1.0),
+                "margin": 2.0,
+            },
             ref_kwargs={"distance_function": functools.partial(R.pairwise_distance, p=1.0)},
             desc="losskit.pairwise_distance p=1",
         ),
         Sample(
-            _triplets(g, 5, 4),
-            {"distance_function": torch.nn.PairwiseDistance(p=3.0)},
+            args=_triplets(g, 5, 4),
+            kwargs={"distance_function": torch.nn.PairwiseDistance(p=3.0)},
             ref_kwargs={"distance_function": functools.partial(R.pairwise_distance, p=3.0)},
             desc="torch.nn.PairwiseDistance(p=3) module",
         ),
         Sample(
-            _triplets(g, 5, 4),
-            {"distance_function": _torch_l_inf, "margin": 0.7},
+            args=_triplets(g, 5, 4),
+            kwargs={"distance_function": _torch_l_inf, "margin": 0.7},
             ref_kwargs={"distance_function": _numpy_l_inf},
             desc="L-infinity lambda",
         ),
-        Sample(_triplets(g, 6), {"margin": 3.0}, desc="(D,) no batch"),
+        Sample(args=_triplets(g, 6), kwargs={"margin": 3.0}, desc="(D,) no batch"),
     ]
 
 
@@ -674,10 +885,10 @@ def _tmd_errors() -> list[ErrorCase]:
     return [
         *_triplet_errors(),
         ErrorCase(
-            (a, a, a),
-            {"distance_function": "euclidean"},
-            TypeError,
-            r"distance_function must be callable or None, got str",
+            args=(a, a, a),
+            kwargs={"distance_function": "euclidean"},
+            error=TypeError,
+            match=r"distance_function must be callable or None, got str",
             in_constructor=True,
         ),
     ]
@@ -695,11 +906,11 @@ register(
         samples=_tmd_samples,
         error_cases=_tmd_errors,
         edge_samples=lambda g: [
-            Sample((randn(g, 0, 4), randn(g, 0, 4), randn(g, 0, 4)), desc="empty batch"),
+            Sample(args=(randn(g, 0, 4), randn(g, 0, 4), randn(g, 0, 4)), desc="empty batch"),
         ],
         random_sample=lambda g, n, c: Sample(
-            _triplets(g, n, c),
-            {"margin": float(rand(g, 1, low=0.1, high=2.0)), "swap": bool(randint(g, 2, 1))},
+            args=_triplets(g, n, c),
+            kwargs={"margin": float(rand(g, 1, low=0.1, high=2.0)), "swap": bool(randint(g, 2, 1))},
         ),
         grad_args=(0, 1, 2),
     )

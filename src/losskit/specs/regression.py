@@ -27,11 +27,36 @@ def _pair_errors(**kwargs) -> list[ErrorCase]:
     """Shape and dtype errors shared by every (input, target) loss."""
     x = torch.randn(3, 2)
     return [
-        ErrorCase((x, torch.randn(3, 1)), kwargs, ValueError, r"target size \(3, 1\).*input size"),
-        ErrorCase((x, torch.randn(2)), kwargs, ValueError, r"target size \(2,\).*\(3, 2\)"),
-        ErrorCase((x.long(), x), kwargs, TypeError, r"input must be a floating.*int64"),
-        ErrorCase((x, x.int()), kwargs, TypeError, r"target must be a floating.*int32"),
-        ErrorCase((x.tolist(), x), kwargs, TypeError, r"input must be a torch.Tensor, got list"),
+        ErrorCase(
+            args=(x, torch.randn(3, 1)),
+            kwargs=kwargs,
+            error=ValueError,
+            match=r"target size \(3, 1\).*input size",
+        ),
+        ErrorCase(
+            args=(x, torch.randn(2)),
+            kwargs=kwargs,
+            error=ValueError,
+            match=r"target size \(2,\).*\(3, 2\)",
+        ),
+        ErrorCase(
+            args=(x.long(), x),
+            kwargs=kwargs,
+            error=TypeError,
+            match=r"input must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, x.int()),
+            kwargs=kwargs,
+            error=TypeError,
+            match=r"target must be a floating.*int32",
+        ),
+        ErrorCase(
+            args=(x.tolist(), x),
+            kwargs=kwargs,
+            error=TypeError,
+            match=r"input must be a torch.Tensor, got list",
+        ),
     ]
 
 
@@ -39,13 +64,16 @@ def _weight_errors(**kwargs) -> list[ErrorCase]:
     x = torch.randn(3, 2)
     return [
         ErrorCase(
-            (x, x),
-            {**kwargs, "weight": torch.ones(2)},
-            ValueError,
-            r"Weights and input must have the same size.*weight of shape \(2,\).*\(3, 2\)",
+            args=(x, x),
+            kwargs={**kwargs, "weight": torch.ones(2)},
+            error=ValueError,
+            match=r"Weights and input must have the same size.*weight of shape \(2,\).*\(3, 2\)",
         ),
         ErrorCase(
-            (x, x), {**kwargs, "weight": torch.ones(3, 2, dtype=torch.long)}, TypeError, "weight"
+            args=(x, x),
+            kwargs={**kwargs, "weight": torch.ones(3, 2, dtype=torch.long)},
+            error=TypeError,
+            match="weight",
         ),
     ]
 
@@ -55,32 +83,40 @@ def _weight_errors(**kwargs) -> list[ErrorCase]:
 
 def _l1_mse_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 4, 3), randn(g, 4, 3)), desc="(N, D)"),
-        Sample((randn(g, 2, 3, 4), randn(g, 2, 3, 4)), desc="3-D"),
-        Sample((randn(g, 5, 2), randn(g, 5, 2)), {"weight": rand(g, 5, 2)}, desc="weight"),
+        Sample(args=(randn(g, 4, 3), randn(g, 4, 3)), desc="(N, D)"),
+        Sample(args=(randn(g, 2, 3, 4), randn(g, 2, 3, 4)), desc="3-D"),
         Sample(
-            (randn(g, 6), randn(g, 6)),
-            {"weight": _t(0.0, 1.0, 2.0, 0.0, 0.5, 3.0)},
+            args=(randn(g, 5, 2), randn(g, 5, 2)), kwargs={"weight": rand(g, 5, 2)}, desc="weight"
+        ),
+        Sample(
+            args=(randn(g, 6), randn(g, 6)),
+            kwargs={"weight": _t(0.0, 1.0, 2.0, 0.0, 0.5, 3.0)},
             desc="weight with zeros",
         ),
-        Sample((randn(g, 1).reshape(()), randn(g, 1).reshape(())), desc="0-D"),
+        Sample(args=(randn(g, 1).reshape(()), randn(g, 1).reshape(())), desc="0-D"),
     ]
 
 
 def _l1_mse_edges(g: torch.Generator, big: float) -> list[Sample]:
     x = randn(g, 3, 2)
     return [
-        Sample((randn(g, 0, 3), randn(g, 0, 3)), desc="empty"),
-        Sample((randn(g, 0, 3), randn(g, 0, 3)), {"weight": rand(g, 0, 3)}, desc="empty weighted"),
-        Sample((x, x.clone()), desc="zero residual (gradient 0)"),
-        Sample((_t(big, -big, 0.5, 0.0), _t(0.0, 0.0, -big, 1.0)), desc=f"residuals ±{big:g}"),
+        Sample(args=(randn(g, 0, 3), randn(g, 0, 3)), desc="empty"),
+        Sample(
+            args=(randn(g, 0, 3), randn(g, 0, 3)),
+            kwargs={"weight": rand(g, 0, 3)},
+            desc="empty weighted",
+        ),
+        Sample(args=(x, x.clone()), desc="zero residual (gradient 0)"),
+        Sample(args=(_t(big, -big, 0.5, 0.0), _t(0.0, 0.0, -big, 1.0)), desc=f"residuals ±{big:g}"),
     ]
 
 
 def _l1_mse_random(g: torch.Generator, n: int, c: int) -> Sample:
     kwargs = {"weight": rand(g, n, c)} if bool(randint(g, 2, 1)) else {}
     scale = float(rand(g, 1, low=0.1, high=10.0))
-    return Sample((randn(g, n, c, scale=scale), randn(g, n, c)), kwargs, desc=f"random {n}x{c}")
+    return Sample(
+        args=(randn(g, n, c, scale=scale), randn(g, n, c)), kwargs=kwargs, desc=f"random {n}x{c}"
+    )
 
 
 register(
@@ -123,11 +159,19 @@ register(
 
 def _smooth_l1_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 4, 3, scale=2.0), randn(g, 4, 3)), desc="beta=1 (default)"),
-        Sample((randn(g, 4, 3), randn(g, 4, 3)), {"beta": 0.5}, desc="beta=0.5"),
-        Sample((randn(g, 2, 3, 2, scale=3.0), randn(g, 2, 3, 2)), {"beta": 2.5}, desc="beta=2.5"),
-        Sample((randn(g, 7), randn(g, 7)), {"beta": 0.0}, desc="beta=0 (L1)"),
-        Sample((randn(g, 1).reshape(()), randn(g, 1).reshape(())), {"beta": 0.3}, desc="0-D"),
+        Sample(args=(randn(g, 4, 3, scale=2.0), randn(g, 4, 3)), desc="beta=1 (default)"),
+        Sample(args=(randn(g, 4, 3), randn(g, 4, 3)), kwargs={"beta": 0.5}, desc="beta=0.5"),
+        Sample(
+            args=(randn(g, 2, 3, 2, scale=3.0), randn(g, 2, 3, 2)),
+            kwargs={"beta": 2.5},
+            desc="beta=2.5",
+        ),
+        Sample(args=(randn(g, 7), randn(g, 7)), kwargs={"beta": 0.0}, desc="beta=0 (L1)"),
+        Sample(
+            args=(randn(g, 1).reshape(()), randn(g, 1).reshape(())),
+            kwargs={"beta": 0.3},
+            desc="0-D",
+        ),
     ]
 
 
@@ -136,8 +180,8 @@ def _kink_edges(g: torch.Generator, name: str) -> list[Sample]:
     x = _t(0.5, -0.5, 0.0, 1.0, 1e4, -1e4)
     y = _t(0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
     return [
-        Sample((randn(g, 0, 2), randn(g, 0, 2)), desc="empty"),
-        Sample((x, y), {name: 0.5}, desc=f"|x - y| = {name}, 0 and 1e4"),
+        Sample(args=(randn(g, 0, 2), randn(g, 0, 2)), desc="empty"),
+        Sample(args=(x, y), kwargs={name: 0.5}, desc=f"|x - y| = {name}, 0 and 1e4"),
     ]
 
 
@@ -146,11 +190,28 @@ def _smooth_l1_errors() -> list[ErrorCase]:
     return [
         *_pair_errors(),
         ErrorCase(
-            (x, x), {"beta": -1.0}, ValueError, r"beta must be in \[0, inf\), got -1\.0", "", True
+            args=(x, x),
+            kwargs={"beta": -1.0},
+            error=ValueError,
+            match=r"beta must be in \[0, inf\), got -1\.0",
+            desc="",
+            in_constructor=True,
         ),
-        ErrorCase((x, x), {"beta": float("nan")}, ValueError, r"beta must not be NaN", "", True),
         ErrorCase(
-            (x, x), {"beta": "1"}, TypeError, r"beta must be a real number, got str", "", True
+            args=(x, x),
+            kwargs={"beta": float("nan")},
+            error=ValueError,
+            match=r"beta must not be NaN",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, x),
+            kwargs={"beta": "1"},
+            error=TypeError,
+            match=r"beta must be a real number, got str",
+            desc="",
+            in_constructor=True,
         ),
     ]
 
@@ -168,10 +229,15 @@ register(
         error_cases=_smooth_l1_errors,
         edge_samples=lambda g: [
             *_kink_edges(g, "beta"),
-            Sample((_t(0.0, 1.0, -2.0), _t(0.0, 0.0, 0.0)), {"beta": 0.0}, desc="beta=0 at 0"),
+            Sample(
+                args=(_t(0.0, 1.0, -2.0), _t(0.0, 0.0, 0.0)),
+                kwargs={"beta": 0.0},
+                desc="beta=0 at 0",
+            ),
         ],
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c, scale=2.0), randn(g, n, c)), {"beta": float(rand(g, 1, high=3.0))}
+            args=(randn(g, n, c, scale=2.0), randn(g, n, c)),
+            kwargs={"beta": float(rand(g, 1, high=3.0))},
         ),
         grad_args=_TENSOR_ARGS,
     )
@@ -180,15 +246,21 @@ register(
 
 def _huber_samples(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 4, 3, scale=2.0), randn(g, 4, 3)), desc="delta=1 (default)"),
-        Sample((randn(g, 4, 3), randn(g, 4, 3)), {"delta": 0.3}, desc="delta=0.3"),
+        Sample(args=(randn(g, 4, 3, scale=2.0), randn(g, 4, 3)), desc="delta=1 (default)"),
+        Sample(args=(randn(g, 4, 3), randn(g, 4, 3)), kwargs={"delta": 0.3}, desc="delta=0.3"),
         Sample(
-            (randn(g, 2, 3, 2, scale=3.0), randn(g, 2, 3, 2)),
-            {"delta": 2.0, "weight": rand(g, 2, 3, 2)},
+            args=(randn(g, 2, 3, 2, scale=3.0), randn(g, 2, 3, 2)),
+            kwargs={"delta": 2.0, "weight": rand(g, 2, 3, 2)},
             desc="delta=2 + weight",
         ),
-        Sample((randn(g, 6), randn(g, 6)), {"weight": rand(g, 6, high=2.0)}, desc="weight"),
-        Sample((randn(g, 1).reshape(()), randn(g, 1).reshape(())), {"delta": 0.7}, desc="0-D"),
+        Sample(
+            args=(randn(g, 6), randn(g, 6)), kwargs={"weight": rand(g, 6, high=2.0)}, desc="weight"
+        ),
+        Sample(
+            args=(randn(g, 1).reshape(()), randn(g, 1).reshape(())),
+            kwargs={"delta": 0.7},
+            desc="0-D",
+        ),
     ]
 
 
@@ -198,13 +270,28 @@ def _huber_errors() -> list[ErrorCase]:
         *_pair_errors(),
         *_weight_errors(),
         ErrorCase(
-            (x, x), {"delta": 0.0}, ValueError, r"delta must be in \(0, inf\), got 0\.0", "", True
+            args=(x, x),
+            kwargs={"delta": 0.0},
+            error=ValueError,
+            match=r"delta must be in \(0, inf\), got 0\.0",
+            desc="",
+            in_constructor=True,
         ),
         ErrorCase(
-            (x, x), {"delta": -1}, ValueError, r"delta must be in \(0, inf\), got -1", "", True
+            args=(x, x),
+            kwargs={"delta": -1},
+            error=ValueError,
+            match=r"delta must be in \(0, inf\), got -1",
+            desc="",
+            in_constructor=True,
         ),
         ErrorCase(
-            (x, x), {"delta": True}, TypeError, r"delta must be a real number, got bool", "", True
+            args=(x, x),
+            kwargs={"delta": True},
+            error=TypeError,
+            match=r"delta must be a real number, got bool",
+            desc="",
+            in_constructor=True,
         ),
     ]
 
@@ -223,12 +310,14 @@ register(
         edge_samples=lambda g: [
             *_kink_edges(g, "delta"),
             Sample(
-                (randn(g, 0, 2), randn(g, 0, 2)), {"weight": rand(g, 0, 2)}, desc="empty weighted"
+                args=(randn(g, 0, 2), randn(g, 0, 2)),
+                kwargs={"weight": rand(g, 0, 2)},
+                desc="empty weighted",
             ),
         ],
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c, scale=2.0), randn(g, n, c)),
-            {"delta": float(rand(g, 1, low=0.05, high=3.0)), "weight": rand(g, n, c)},
+            args=(randn(g, n, c, scale=2.0), randn(g, n, c)),
+            kwargs={"delta": float(rand(g, 1, low=0.05, high=3.0)), "weight": rand(g, n, c)},
         ),
         grad_args=_TENSOR_ARGS,
     )
@@ -244,15 +333,19 @@ def _counts(g: torch.Generator, *shape: int, high: int = 6) -> torch.Tensor:
 def _poisson_samples(g: torch.Generator) -> list[Sample]:
     rate = positive(g, 4, 3, low=0.1, high=4.0)
     return [
-        Sample((randn(g, 4, 3), _counts(g, 4, 3)), desc="log_input (default)"),
-        Sample((rate, _counts(g, 4, 3)), {"log_input": False}, desc="rate input"),
-        Sample((randn(g, 2, 3, 2), _counts(g, 2, 3, 2)), {"full": True}, desc="full (Stirling)"),
+        Sample(args=(randn(g, 4, 3), _counts(g, 4, 3)), desc="log_input (default)"),
+        Sample(args=(rate, _counts(g, 4, 3)), kwargs={"log_input": False}, desc="rate input"),
         Sample(
-            (rate.clone(), rand(g, 4, 3, high=5.0)),
-            {"log_input": False, "full": True, "eps": 0.1},
+            args=(randn(g, 2, 3, 2), _counts(g, 2, 3, 2)),
+            kwargs={"full": True},
+            desc="full (Stirling)",
+        ),
+        Sample(
+            args=(rate.clone(), rand(g, 4, 3, high=5.0)),
+            kwargs={"log_input": False, "full": True, "eps": 0.1},
             desc="rate + full + eps=0.1, real targets",
         ),
-        Sample((randn(g, 5), randint(g, 4, 5)), {"full": True}, desc="integer counts"),
+        Sample(args=(randn(g, 5), randint(g, 4, 5)), kwargs={"full": True}, desc="integer counts"),
     ]
 
 
@@ -260,15 +353,44 @@ def _poisson_errors() -> list[ErrorCase]:
     x = torch.randn(3, 2)
     t = torch.rand(3, 2)
     return [
-        ErrorCase((x, t[:, :1]), {}, ValueError, r"target size \(3, 1\).*input size \(3, 2\)"),
-        ErrorCase((x.long(), t), {}, TypeError, r"input must be a floating.*int64"),
-        ErrorCase((x, t > 0.5), {}, TypeError, r"target must be a floating or integer.*bool"),
         ErrorCase(
-            (x, t), {"log_input": 1}, TypeError, r"log_input must be a bool, got int", "", True
+            args=(x, t[:, :1]),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(3, 1\).*input size \(3, 2\)",
         ),
-        ErrorCase((x, t), {"full": "yes"}, TypeError, r"full must be a bool, got str", "", True),
         ErrorCase(
-            (x, t), {"eps": -1e-8}, ValueError, r"eps must be in \[0, inf\), got -1e-08", "", True
+            args=(x.long(), t), kwargs={}, error=TypeError, match=r"input must be a floating.*int64"
+        ),
+        ErrorCase(
+            args=(x, t > 0.5),
+            kwargs={},
+            error=TypeError,
+            match=r"target must be a floating or integer.*bool",
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"log_input": 1},
+            error=TypeError,
+            match=r"log_input must be a bool, got int",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"full": "yes"},
+            error=TypeError,
+            match=r"full must be a bool, got str",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t),
+            kwargs={"eps": -1e-8},
+            error=ValueError,
+            match=r"eps must be in \[0, inf\), got -1e-08",
+            desc="",
+            in_constructor=True,
         ),
     ]
 
@@ -276,15 +398,15 @@ def _poisson_errors() -> list[ErrorCase]:
 def _poisson_edges(g: torch.Generator) -> list[Sample]:
     # Losses stay below float16's maximum (65504), so torch is finite in every dtype.
     return [
-        Sample((randn(g, 0, 3), _counts(g, 0, 3)), desc="empty"),
+        Sample(args=(randn(g, 0, 3), _counts(g, 0, 3)), desc="empty"),
         Sample(
-            (_t(-1e4, 10.0, -30.0, 0.0), _t(2.0, 0.0, 5.0, 1.0)),
-            {"full": True},
+            args=(_t(-1e4, 10.0, -30.0, 0.0), _t(2.0, 0.0, 5.0, 1.0)),
+            kwargs={"full": True},
             desc="log-rates -1e4 .. 10",
         ),
         Sample(
-            (_t(1e-3, 1e4, 0.5), _t(3.0, 1.0, 0.0)),
-            {"log_input": False, "full": True},
+            args=(_t(1e-3, 1e4, 0.5), _t(3.0, 1.0, 0.0)),
+            kwargs={"log_input": False, "full": True},
             desc="rates 1e-3 .. 1e4",
         ),
     ]
@@ -303,8 +425,8 @@ register(
         error_cases=_poisson_errors,
         edge_samples=_poisson_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c), _counts(g, n, c, high=8)),
-            {"full": bool(randint(g, 2, 1)), "log_input": True},
+            args=(randn(g, n, c), _counts(g, n, c, high=8)),
+            kwargs={"full": bool(randint(g, 2, 1)), "log_input": True},
         ),
         # The target is observed counts; its gradient (finite here, NaN in torch at 0 with
         # full=True) is tested in tests/test_regression_family.py.
@@ -320,15 +442,15 @@ def _gaussian_samples(g: torch.Generator) -> list[Sample]:
         return randn(g, *shape), randn(g, *shape)
 
     return [
-        Sample((*mt(4, 3), positive(g, 4, 3)), desc="heteroscedastic var (N, D)"),
-        Sample((*mt(4, 3), positive(g, 4)), desc="var (N,): input shape minus last dim"),
-        Sample((*mt(4, 3), positive(g, 4, 1)), {"full": True}, desc="var (N, 1), full"),
-        Sample((*mt(4, 3), positive(g, 1, 3)), desc="var (1, D)"),
-        Sample((*mt(2, 3, 2, 2), positive(g, 2, 1, 2, 2)), desc="var (N, 1, H, W)"),
-        Sample((*mt(5), positive(g, 1).reshape(())), desc="1-D input, 0-D var"),
+        Sample(args=(*mt(4, 3), positive(g, 4, 3)), desc="heteroscedastic var (N, D)"),
+        Sample(args=(*mt(4, 3), positive(g, 4)), desc="var (N,): input shape minus last dim"),
+        Sample(args=(*mt(4, 3), positive(g, 4, 1)), kwargs={"full": True}, desc="var (N, 1), full"),
+        Sample(args=(*mt(4, 3), positive(g, 1, 3)), desc="var (1, D)"),
+        Sample(args=(*mt(2, 3, 2, 2), positive(g, 2, 1, 2, 2)), desc="var (N, 1, H, W)"),
+        Sample(args=(*mt(5), positive(g, 1).reshape(())), desc="1-D input, 0-D var"),
         Sample(
-            (*mt(3, 2), positive(g, 3, 2, low=0.3)),
-            {"eps": 0.1, "full": True},
+            args=(*mt(3, 2), positive(g, 3, 2, low=0.3)),
+            kwargs={"eps": 0.1, "full": True},
             desc="eps=0.1 (clamp inactive)",
         ),
     ]
@@ -340,39 +462,84 @@ def _gaussian_errors() -> list[ErrorCase]:
     neg = v.clone()
     neg[1, 0] = -0.5
     return [
-        ErrorCase((x, t, neg), {}, ValueError, r"var has negative entry/entries: found -0\.5"),
-        ErrorCase((x, t, -1.0), {}, ValueError, r"var has negative entry/entries: got var=-1\.0"),
         ErrorCase(
-            (x, t, torch.ones(2)), {}, ValueError, r"var is of incorrect size.*\(2,\).*\(3, 2\)"
+            args=(x, t, neg),
+            kwargs={},
+            error=ValueError,
+            match=r"var has negative entry/entries: found -0\.5",
         ),
-        ErrorCase((x, t, torch.ones(1, 1)), {}, ValueError, r"var is of incorrect size.*\(1, 1\)"),
         ErrorCase(
-            (x, t, torch.ones(3, 2, dtype=torch.long)),
-            {},
-            TypeError,
-            r"var must be a floating.*int64",
+            args=(x, t, -1.0),
+            kwargs={},
+            error=ValueError,
+            match=r"var has negative entry/entries: got var=-1\.0",
         ),
-        ErrorCase((x, t, "1"), {}, TypeError, r"var must be a real number, got str"),
-        ErrorCase((x, t[:2], v), {}, ValueError, r"target size \(2, 2\).*input size \(3, 2\)"),
-        ErrorCase((x.long(), t, v), {}, TypeError, r"input must be a floating.*int64"),
         ErrorCase(
-            (x, t, v), {"eps": -1.0}, ValueError, r"eps must be in \[0, inf\), got -1\.0", "", True
+            args=(x, t, torch.ones(2)),
+            kwargs={},
+            error=ValueError,
+            match=r"var is of incorrect size.*\(2,\).*\(3, 2\)",
         ),
-        ErrorCase((x, t, v), {"full": 1}, TypeError, r"full must be a bool, got int", "", True),
+        ErrorCase(
+            args=(x, t, torch.ones(1, 1)),
+            kwargs={},
+            error=ValueError,
+            match=r"var is of incorrect size.*\(1, 1\)",
+        ),
+        ErrorCase(
+            args=(x, t, torch.ones(3, 2, dtype=torch.long)),
+            kwargs={},
+            error=TypeError,
+            match=r"var must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, t, "1"),
+            kwargs={},
+            error=TypeError,
+            match=r"var must be a real number, got str",
+        ),
+        ErrorCase(
+            args=(x, t[:2], v),
+            kwargs={},
+            error=ValueError,
+            match=r"target size \(2, 2\).*input size \(3, 2\)",
+        ),
+        ErrorCase(
+            args=(x.long(), t, v),
+            kwargs={},
+            error=TypeError,
+            match=r"input must be a floating.*int64",
+        ),
+        ErrorCase(
+            args=(x, t, v),
+            kwargs={"eps": -1.0},
+            error=ValueError,
+            match=r"eps must be in \[0, inf\), got -1\.0",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, t, v),
+            kwargs={"full": 1},
+            error=TypeError,
+            match=r"full must be a bool, got int",
+            desc="",
+            in_constructor=True,
+        ),
     ]
 
 
 def _gaussian_edges(g: torch.Generator) -> list[Sample]:
     return [
-        Sample((randn(g, 0, 3), randn(g, 0, 3), positive(g, 0, 3)), desc="empty"),
-        Sample((randn(g, 0, 3), randn(g, 0, 3), positive(g, 0)), desc="empty, var (N,)"),
+        Sample(args=(randn(g, 0, 3), randn(g, 0, 3), positive(g, 0, 3)), desc="empty"),
+        Sample(args=(randn(g, 0, 3), randn(g, 0, 3), positive(g, 0)), desc="empty, var (N,)"),
         Sample(
-            (randn(g, 2, 3), randn(g, 2, 3), _t(0.0, 0.01, 0.1, 0.5, 1e-8, 2.0).reshape(2, 3)),
-            {"eps": 0.1},
+            args=(randn(g, 2, 3), randn(g, 2, 3), _t(0.0, 0.01, 0.1, 0.5, 1e-8, 2.0).reshape(2, 3)),
+            kwargs={"eps": 0.1},
             desc="var below eps (clamped, gradient straight through)",
         ),
         Sample(
-            (_t(100.0, -100.0, 0.0), _t(0.0, 0.0, 100.0), _t(1.0, 4.0, 1e3)),
+            args=(_t(100.0, -100.0, 0.0), _t(0.0, 0.0, 100.0), _t(1.0, 4.0, 1e3)),
             desc="residuals ±100",
         ),
     ]
@@ -391,8 +558,12 @@ register(
         error_cases=_gaussian_errors,
         edge_samples=_gaussian_edges,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, c), randn(g, n, c), positive(g, n, 1 if bool(randint(g, 2, 1)) else c)),
-            {"full": bool(randint(g, 2, 1))},
+            args=(
+                randn(g, n, c),
+                randn(g, n, c),
+                positive(g, n, 1 if bool(randint(g, 2, 1)) else c),
+            ),
+            kwargs={"full": bool(randint(g, 2, 1))},
         ),
         # input, target and var; a float var (no gradient) is covered by the family tests.
         grad_args=(0, 1, 2),

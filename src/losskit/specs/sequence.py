@@ -44,11 +44,11 @@ def _ctc_samples(g: torch.Generator) -> list[Sample]:
     padded[2, 1:] = 0
     return [
         Sample(
-            (_log_probs(g, 6, 3, 5), padded, (6, 5, 4), (3, 2, 1)),
+            args=(_log_probs(g, 6, 3, 5), padded, (6, 5, 4), (3, 2, 1)),
             desc="padded (N,S) targets, tuple lengths",
         ),
         Sample(
-            (
+            args=(
                 _log_probs(g, 5, 3, 4),
                 _labels(g, 4, 0, 5),
                 torch.tensor([5, 4, 5], dtype=torch.int32),
@@ -57,31 +57,36 @@ def _ctc_samples(g: torch.Generator) -> list[Sample]:
             desc="concatenated 1-D targets, int32 length tensors",
         ),
         Sample(
-            (_log_probs(g, 6, 2, 4), torch.tensor([[1, 1, 2], [0, 0, 2]]), [6, 5], [3, 2]),
-            {"blank": 3},
+            args=(_log_probs(g, 6, 2, 4), torch.tensor([[1, 1, 2], [0, 0, 2]]), [6, 5], [3, 2]),
+            kwargs={"blank": 3},
             desc="blank=C-1, repeated labels",
         ),
         Sample(
-            (_log_probs(g, 6, 5), _labels(g, 5, 2, 3), torch.tensor(6), torch.tensor(3)),
-            {"blank": 2},
+            args=(_log_probs(g, 6, 5), _labels(g, 5, 2, 3), torch.tensor(6), torch.tensor(3)),
+            kwargs={"blank": 2},
             desc="unbatched (T,C), targets (S,), 0-D lengths",
         ),
         Sample(
-            (_log_probs(g, 5, 4), _labels(g, 4, 0, 1, 3), [4], [2]),
+            args=(_log_probs(g, 5, 4), _labels(g, 4, 0, 1, 3), [4], [2]),
             desc="unbatched (T,C), padded targets (1,S)",
         ),
         Sample(
-            (
+            args=(
                 _log_probs(g, 4, 3, 4),
                 torch.tensor([[1, 1, 2], [1, 2, 3], [2, 0, 0]]),
                 (4, 2, 4),
                 (3, 3, 1),
             ),
-            {"zero_infinity": True},
+            kwargs={"zero_infinity": True},
             desc="zero_infinity, sample 1 impossible",
         ),
         Sample(
-            (_log_probs(g, 5, 3, 3), torch.tensor([[1, 2], [2, 1], [1, 1]]), (5, 3, 0), (0, 2, 0)),
+            args=(
+                _log_probs(g, 5, 3, 3),
+                torch.tensor([[1, 2], [2, 1], [1, 1]]),
+                (5, 3, 0),
+                (0, 2, 0),
+            ),
             desc="empty target, input length 0",
         ),
     ]
@@ -92,84 +97,138 @@ def _ctc_errors() -> list[ErrorCase]:
     tg = torch.tensor([[1, 2], [3, 3]])
     lens = ((5, 5), (2, 2))
     return [
-        ErrorCase((lp.long(), tg, *lens), {}, TypeError, r"log_probs must be a floating.*int64"),
         ErrorCase(
-            (lp.unsqueeze(0), tg, *lens), {}, ValueError, r"log_probs must be 2-D or 3-D.*4-D"
-        ),
-        ErrorCase((lp, tg.float(), *lens), {}, TypeError, r"targets must be an integer.*float32"),
-        ErrorCase((lp, tg.bool(), *lens), {}, TypeError, r"targets must be an integer.*bool"),
-        ErrorCase(
-            (lp, tg, *lens), {"blank": 4}, ValueError, r"blank must be in label range \[0, 4\).*4"
-        ),
-        ErrorCase((lp, tg, *lens), {"blank": -1}, ValueError, r"blank.*blank=-1", "", True),
-        ErrorCase((lp, tg, *lens), {"blank": 1.0}, TypeError, r"blank must be an int", "", True),
-        ErrorCase(
-            (lp, tg, *lens),
-            {"zero_infinity": 1},
-            TypeError,
-            r"zero_infinity must be a bool",
-            "",
-            True,
+            args=(lp.long(), tg, *lens),
+            kwargs={},
+            error=TypeError,
+            match=r"log_probs must be a floating.*int64",
         ),
         ErrorCase(
-            (lp, torch.tensor([[1, 2], [7, 3]]), *lens),
-            {},
-            IndexError,
-            r"Target 7 is out of bounds.*4",
+            args=(lp.unsqueeze(0), tg, *lens),
+            kwargs={},
+            error=ValueError,
+            match=r"log_probs must be 2-D or 3-D.*4-D",
         ),
         ErrorCase(
-            (lp, torch.tensor([[1, 2], [3, 0]]), *lens),
-            {},
-            ValueError,
-            r"targets must not contain the blank index 0.*sample 1",
+            args=(lp, tg.float(), *lens),
+            kwargs={},
+            error=TypeError,
+            match=r"targets must be an integer.*float32",
         ),
         ErrorCase(
-            (lp, tg, (5, 6), (2, 2)), {}, ValueError, r"input_lengths.*at most 5, but got value 6"
+            args=(lp, tg.bool(), *lens),
+            kwargs={},
+            error=TypeError,
+            match=r"targets must be an integer.*bool",
         ),
         ErrorCase(
-            (lp, tg, (5, 5), (3, 2)), {}, ValueError, r"target_lengths.*at most 2, but got value 3"
+            args=(lp, tg, *lens),
+            kwargs={"blank": 4},
+            error=ValueError,
+            match=r"blank must be in label range \[0, 4\).*4",
         ),
         ErrorCase(
-            (lp, tg, (5, -1), (2, 2)),
-            {},
-            ValueError,
-            r"input_lengths.*at least 0, but got value -1",
+            args=(lp, tg, *lens),
+            kwargs={"blank": -1},
+            error=ValueError,
+            match=r"blank.*blank=-1",
+            desc="",
+            in_constructor=True,
         ),
         ErrorCase(
-            (lp, tg, (5, 5), (2, -2)), {}, ValueError, r"target_lengths.*at least 0.*value -2"
+            args=(lp, tg, *lens),
+            kwargs={"blank": 1.0},
+            error=TypeError,
+            match=r"blank must be an int",
+            desc="",
+            in_constructor=True,
         ),
         ErrorCase(
-            (lp, tg, torch.tensor([5.0, 5.0]), (2, 2)),
-            {},
-            TypeError,
-            r"input_lengths must be an integer tensor.*float32",
+            args=(lp, tg, *lens),
+            kwargs={"zero_infinity": 1},
+            error=TypeError,
+            match=r"zero_infinity must be a bool",
+            desc="",
+            in_constructor=True,
         ),
         ErrorCase(
-            (lp, tg, 5, (2, 2)),
-            {},
-            TypeError,
-            r"input_lengths must be an integer tensor or a tuple",
-        ),
-        ErrorCase((lp, tg, (5, 5), (2.0, 2)), {}, TypeError, r"target_lengths must hold ints"),
-        ErrorCase(
-            (lp, tg, (5, 5, 5), (2, 2)),
-            {},
-            ValueError,
-            r"input_lengths must have one entry per batch element \(N=2\), got 3",
+            args=(lp, torch.tensor([[1, 2], [7, 3]]), *lens),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 7 is out of bounds.*4",
         ),
         ErrorCase(
-            (lp, torch.ones(3, 2, dtype=torch.long), *lens),
-            {},
-            ValueError,
-            r"targets of shape \(3, 2\) has batch size 3, expected N=2",
+            args=(lp, torch.tensor([[1, 2], [3, 0]]), *lens),
+            kwargs={},
+            error=ValueError,
+            match=r"targets must not contain the blank index 0.*sample 1",
         ),
         ErrorCase(
-            (lp, torch.tensor([1, 2, 3]), *lens),
-            {},
-            ValueError,
-            r"sum\(target_lengths\) = 4.*shape \(3,\)",
+            args=(lp, tg, (5, 6), (2, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"input_lengths.*at most 5, but got value 6",
         ),
-        ErrorCase((lp, tg.unsqueeze(0), *lens), {}, ValueError, r"targets must be 1-D or 2-D.*3-D"),
+        ErrorCase(
+            args=(lp, tg, (5, 5), (3, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"target_lengths.*at most 2, but got value 3",
+        ),
+        ErrorCase(
+            args=(lp, tg, (5, -1), (2, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"input_lengths.*at least 0, but got value -1",
+        ),
+        ErrorCase(
+            args=(lp, tg, (5, 5), (2, -2)),
+            kwargs={},
+            error=ValueError,
+            match=r"target_lengths.*at least 0.*value -2",
+        ),
+        ErrorCase(
+            args=(lp, tg, torch.tensor([5.0, 5.0]), (2, 2)),
+            kwargs={},
+            error=TypeError,
+            match=r"input_lengths must be an integer tensor.*float32",
+        ),
+        ErrorCase(
+            args=(lp, tg, 5, (2, 2)),
+            kwargs={},
+            error=TypeError,
+            match=r"input_lengths must be an integer tensor or a tuple",
+        ),
+        ErrorCase(
+            args=(lp, tg, (5, 5), (2.0, 2)),
+            kwargs={},
+            error=TypeError,
+            match=r"target_lengths must hold ints",
+        ),
+        ErrorCase(
+            args=(lp, tg, (5, 5, 5), (2, 2)),
+            kwargs={},
+            error=ValueError,
+            match=r"input_lengths must have one entry per batch element \(N=2\), got 3",
+        ),
+        ErrorCase(
+            args=(lp, torch.ones(3, 2, dtype=torch.long), *lens),
+            kwargs={},
+            error=ValueError,
+            match=r"targets of shape \(3, 2\) has batch size 3, expected N=2",
+        ),
+        ErrorCase(
+            args=(lp, torch.tensor([1, 2, 3]), *lens),
+            kwargs={},
+            error=ValueError,
+            match=r"sum\(target_lengths\) = 4.*shape \(3,\)",
+        ),
+        ErrorCase(
+            args=(lp, tg.unsqueeze(0), *lens),
+            kwargs={},
+            error=ValueError,
+            match=r"targets must be 1-D or 2-D.*3-D",
+        ),
     ]
 
 
@@ -177,32 +236,37 @@ def _ctc_edges(g: torch.Generator) -> list[Sample]:
     repeated = torch.tensor([[1, 1, 0], [1, 2, 3]])
     return [
         Sample(
-            (_log_probs(g, 4, 2, 3), torch.tensor([[1, 2], [2, 2]]), (4, 3), (0, 0)),
+            args=(_log_probs(g, 4, 2, 3), torch.tensor([[1, 2], [2, 2]]), (4, 3), (0, 0)),
             desc="empty targets (length 0)",
         ),
         Sample(
-            (_log_probs(g, 3, 2, 4), repeated, (3, 3), (2, 3)),
+            args=(_log_probs(g, 3, 2, 4), repeated, (3, 3), (2, 3)),
             desc="repeated labels need a blank: [1,1] in 3 frames, [1,2,3] in 3",
         ),
         Sample(
-            (_log_probs(g, 3, 2, 4), repeated, (2, 2), (2, 3)),
+            args=(_log_probs(g, 3, 2, 4), repeated, (2, 2), (2, 3)),
             desc="impossible alignments: inf",
         ),
         Sample(
-            (_log_probs(g, 3, 2, 4), repeated, (2, 3), (2, 3)),
-            {"zero_infinity": True},
+            args=(_log_probs(g, 3, 2, 4), repeated, (2, 3), (2, 3)),
+            kwargs={"zero_infinity": True},
             desc="impossible alignment, zero_infinity",
         ),
         Sample(
-            (_log_probs(g, 3, 2, 3), torch.tensor([[1], [2]]), (0, 0), (0, 1)),
+            args=(_log_probs(g, 3, 2, 3), torch.tensor([[1], [2]]), (0, 0), (0, 1)),
             desc="input length 0",
         ),
         Sample(
-            (_log_probs(g, 6, 2, 4, scale=1e4), torch.tensor([[1, 2], [3, 3]]), (6, 6), (2, 2)),
+            args=(
+                _log_probs(g, 6, 2, 4, scale=1e4),
+                torch.tensor([[1, 2], [3, 3]]),
+                (6, 6),
+                (2, 2),
+            ),
             desc="peaked log-probs (log_softmax of logits ~1e4)",
         ),
         Sample(
-            (
+            args=(
                 torch.cat([_log_probs(g, 5, 2, 3), torch.full((5, 2, 1), float("-inf"))], dim=2),
                 torch.tensor([[1, 2], [2, 2]]),
                 (5, 5),
@@ -228,8 +292,8 @@ def _ctc_random(g: torch.Generator, n: int, c: int) -> Sample:
     in_lens = needed + randint(g, 3, n)
     kwargs = {"blank": blank, "zero_infinity": bool(randint(g, 2, 1))}
     return Sample(
-        (_log_probs(g, t, n, c), targets, in_lens.clamp_max(t), tg_lens),
-        kwargs,
+        args=(_log_probs(g, t, n, c), targets, in_lens.clamp_max(t), tg_lens),
+        kwargs=kwargs,
         desc=f"random n={n} c={c} s={s} t={t}",
     )
 

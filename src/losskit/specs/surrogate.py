@@ -26,15 +26,23 @@ def _torch_hinge(
 def _samples(with_margin: bool) -> Callable[[torch.Generator], list[Sample]]:
     def samples(g: torch.Generator) -> list[Sample]:
         out = [
-            Sample((randn(g, 6, 3, scale=2.0), signs(g, 6, 3)), desc="(N, C) float ±1"),
-            Sample((randn(g, 9, scale=2.0), signs(g, 9)), desc="1-D"),
-            Sample((randn(g, 2, 3, 2), randint(g, 2, 2, 3, 2) * 2 - 1), desc="3-D, int64 ±1"),
-            Sample((randn(g, 1).reshape(()), signs(g, 1).reshape(())), desc="scalar"),
+            Sample(args=(randn(g, 6, 3, scale=2.0), signs(g, 6, 3)), desc="(N, C) float ±1"),
+            Sample(args=(randn(g, 9, scale=2.0), signs(g, 9)), desc="1-D"),
+            Sample(args=(randn(g, 2, 3, 2), randint(g, 2, 2, 3, 2) * 2 - 1), desc="3-D, int64 ±1"),
+            Sample(args=(randn(g, 1).reshape(()), signs(g, 1).reshape(())), desc="scalar"),
         ]
         if with_margin:
             out += [
-                Sample((randn(g, 8, scale=2.0), signs(g, 8)), {"margin": 0.5}, desc="margin=0.5"),
-                Sample((randn(g, 8), signs(g, 8)), {"margin": 0.0}, desc="margin=0 (perceptron)"),
+                Sample(
+                    args=(randn(g, 8, scale=2.0), signs(g, 8)),
+                    kwargs={"margin": 0.5},
+                    desc="margin=0.5",
+                ),
+                Sample(
+                    args=(randn(g, 8), signs(g, 8)),
+                    kwargs={"margin": 0.0},
+                    desc="margin=0 (perceptron)",
+                ),
             ]
         return out
 
@@ -45,18 +53,66 @@ def _errors(with_margin: bool) -> Callable[[], list[ErrorCase]]:
     def errors() -> list[ErrorCase]:
         x, y = torch.randn(4, 3), torch.ones(4, 3)
         out = [
-            ErrorCase((x, y[:, :2]), {}, ValueError, r"target size \(4, 2\).*input size \(4, 3\)"),
-            ErrorCase((x.long(), y), {}, TypeError, r"input must be a floating.*int64"),
-            ErrorCase((x, y.bool()), {}, TypeError, r"target must be a floating or integer.*bool"),
-            ErrorCase((x, y * 0), {}, ValueError, r"target must contain only -1 and 1.*found 0"),
-            ErrorCase((x, y.clone().fill_(0.5)), {}, ValueError, r"found 0\.5"),
-            ErrorCase(([1.0], y), {}, TypeError, r"input must be a torch.Tensor, got list"),
+            ErrorCase(
+                args=(x, y[:, :2]),
+                kwargs={},
+                error=ValueError,
+                match=r"target size \(4, 2\).*input size \(4, 3\)",
+            ),
+            ErrorCase(
+                args=(x.long(), y),
+                kwargs={},
+                error=TypeError,
+                match=r"input must be a floating.*int64",
+            ),
+            ErrorCase(
+                args=(x, y.bool()),
+                kwargs={},
+                error=TypeError,
+                match=r"target must be a floating or integer.*bool",
+            ),
+            ErrorCase(
+                args=(x, y * 0),
+                kwargs={},
+                error=ValueError,
+                match=r"target must contain only -1 and 1.*found 0",
+            ),
+            ErrorCase(
+                args=(x, y.clone().fill_(0.5)), kwargs={}, error=ValueError, match=r"found 0\.5"
+            ),
+            ErrorCase(
+                args=([1.0], y),
+                kwargs={},
+                error=TypeError,
+                match=r"input must be a torch.Tensor, got list",
+            ),
         ]
         if with_margin:
             out += [
-                ErrorCase((x, y), {"margin": -1.0}, ValueError, r"margin must be .*>= 0", "", True),
-                ErrorCase((x, y), {"margin": float("inf")}, ValueError, r"margin.*inf", "", True),
-                ErrorCase((x, y), {"margin": None}, TypeError, r"margin must be a real", "", True),
+                ErrorCase(
+                    args=(x, y),
+                    kwargs={"margin": -1.0},
+                    error=ValueError,
+                    match=r"margin must be .*>= 0",
+                    desc="",
+                    in_constructor=True,
+                ),
+                ErrorCase(
+                    args=(x, y),
+                    kwargs={"margin": float("inf")},
+                    error=ValueError,
+                    match=r"margin.*inf",
+                    desc="",
+                    in_constructor=True,
+                ),
+                ErrorCase(
+                    args=(x, y),
+                    kwargs={"margin": None},
+                    error=TypeError,
+                    match=r"margin must be a real",
+                    desc="",
+                    in_constructor=True,
+                ),
             ]
         return out
 
@@ -66,21 +122,21 @@ def _errors(with_margin: bool) -> Callable[[], list[ErrorCase]]:
 def _edges(g: torch.Generator) -> list[Sample]:
     big = torch.tensor([1e4, -1e4, 1e4, -1e4, 0.0, 30.0], dtype=torch.float64)
     return [
-        Sample((randn(g, 0, 3), signs(g, 0, 3)), desc="empty"),
+        Sample(args=(randn(g, 0, 3), signs(g, 0, 3)), desc="empty"),
         Sample(
-            (big, torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0], dtype=torch.float64)),
+            args=(big, torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0, -1.0], dtype=torch.float64)),
             desc="scores ±1e4",
         ),
     ]
 
 
 def _random(g: torch.Generator, n: int, c: int) -> Sample:
-    return Sample((randn(g, n, c, scale=3.0), signs(g, n, c)), desc=f"random {n}x{c}")
+    return Sample(args=(randn(g, n, c, scale=3.0), signs(g, n, c)), desc=f"random {n}x{c}")
 
 
 def _random_margin(g: torch.Generator, n: int, c: int) -> Sample:
     margin = float(torch.rand(1, generator=g, dtype=torch.float64) * 2)
-    return Sample((randn(g, n, c, scale=3.0), signs(g, n, c)), {"margin": margin})
+    return Sample(args=(randn(g, n, c, scale=3.0), signs(g, n, c)), kwargs={"margin": margin})
 
 
 register(
