@@ -109,6 +109,10 @@ class LossInfo:
     # One random sample for property-based tests: (generator, batch, classes) -> Sample.
     random_sample: Callable[[torch.Generator, int, int], Sample] | None = None
     supports_half: bool = True
+    # Whether ``torch.compile(fullgraph=True)`` traces the loss in one graph. False only where the
+    # output's shape depends on the data (batch-all and semi-hard mining list their triplets):
+    # those compile with graph breaks and must still give the eager answer.
+    compiles_whole: bool = True
     differentiable: bool = True
     # Whether torch's autograd gradient is the mathematical gradient we also compute (see ctc_loss).
     torch_grad_parity: bool = True

@@ -50,24 +50,40 @@ def _layouts(g: torch.Generator) -> list[tuple[str, torch.Tensor, torch.Tensor]]
 def _triplet_samples(mining: str):
     def samples(g: torch.Generator) -> list[Sample]:
         out = [
-            Sample((x, y), {"mining": mining, "margin": 0.5}, desc=name)
+            Sample(args=(x, y), kwargs={"mining": mining, "margin": 0.5}, desc=name)
             for name, x, y in _layouts(g)
         ]
         x, y = randn(g, 8, 3), _pk(2, 4)
         out += [
-            Sample((x, y), {"mining": mining}, desc="defaults"),
-            Sample((x, y), {"mining": mining, "soft_margin": True, "margin": 0.1}, desc="soft"),
+            Sample(args=(x, y), kwargs={"mining": mining}, desc="defaults"),
             Sample(
-                (x, y),
-                {"mining": mining, "margin": 1.0, "metric": "squared_euclidean"},
+                args=(x, y),
+                kwargs={"mining": mining, "soft_margin": True, "margin": 0.1},
+                desc="soft",
+            ),
+            Sample(
+                args=(x, y),
+                kwargs={"mining": mining, "margin": 1.0, "metric": "squared_euclidean"},
                 desc="squared_euclidean",
             ),
-            Sample((x, y), {"mining": mining, "margin": 0.3, "metric": "cosine"}, desc="cosine"),
-            Sample((x, y), {"mining": mining, "margin": 0.4, "metric": "lp", "p": 1.0}, desc="L1"),
-            Sample((x, y), {"mining": mining, "margin": 0.4, "metric": "lp", "p": 3.0}, desc="L3"),
             Sample(
-                (randn(g, 8, 3, scale=3.0), _unbalanced()[:8]),
-                {"mining": mining, "margin": 2.0, "soft_margin": True},
+                args=(x, y),
+                kwargs={"mining": mining, "margin": 0.3, "metric": "cosine"},
+                desc="cosine",
+            ),
+            Sample(
+                args=(x, y),
+                kwargs={"mining": mining, "margin": 0.4, "metric": "lp", "p": 1.0},
+                desc="L1",
+            ),
+            Sample(
+                args=(x, y),
+                kwargs={"mining": mining, "margin": 0.4, "metric": "lp", "p": 3.0},
+                desc="L3",
+            ),
+            Sample(
+                args=(randn(g, 8, 3, scale=3.0), _unbalanced()[:8]),
+                kwargs={"mining": mining, "margin": 2.0, "soft_margin": True},
                 desc="wide, soft",
             ),
         ]
@@ -81,25 +97,69 @@ def _triplet_errors(mining: str):
         x, y = torch.randn(6, 3), _pk(2, 3)
         m = {"mining": mining}
         return [
-            ErrorCase((x[0], y), m, ValueError, r"embeddings must be a 2-D tensor.*\(3,\)"),
-            ErrorCase((x, y[:4]), m, ValueError, r"labels must be a 1-D tensor.*\(6,\).*\(4,\)"),
-            ErrorCase((x, y.double()), m, TypeError, r"labels must be an integer.*float64"),
-            ErrorCase((x.long(), y), m, TypeError, r"embeddings must be a floating.*int64"),
-            ErrorCase((x, y), {**m, "margin": -0.1}, ValueError, r"margin.*>= 0.*-0\.1", "", True),
             ErrorCase(
-                (x, y), {**m, "metric": "manhattan"}, ValueError, r"metric.*'manhattan'", "", True
+                args=(x[0], y),
+                kwargs=m,
+                error=ValueError,
+                match=r"embeddings must be a 2-D tensor.*\(3,\)",
             ),
             ErrorCase(
-                (x, y),
-                {**m, "metric": "lp", "p": 0.5},
-                ValueError,
-                r"p must be >= 1.*0\.5",
-                "",
-                True,
+                args=(x, y[:4]),
+                kwargs=m,
+                error=ValueError,
+                match=r"labels must be a 1-D tensor.*\(6,\).*\(4,\)",
             ),
-            ErrorCase((x, y), {"mining": "hardest"}, ValueError, r"mining.*'hardest'", "", True),
             ErrorCase(
-                (x, y), {**m, "soft_margin": 1}, TypeError, r"soft_margin must be a bool", "", True
+                args=(x, y.double()),
+                kwargs=m,
+                error=TypeError,
+                match=r"labels must be an integer.*float64",
+            ),
+            ErrorCase(
+                args=(x.long(), y),
+                kwargs=m,
+                error=TypeError,
+                match=r"embeddings must be a floating.*int64",
+            ),
+            ErrorCase(
+                args=(x, y),
+                kwargs={**m, "margin": -0.1},
+                error=ValueError,
+                match=r"margin.*>= 0.*-0\.1",
+                desc="",
+                in_constructor=True,
+            ),
+            ErrorCase(
+                args=(x, y),
+                kwargs={**m, "metric": "manhattan"},
+                error=ValueError,
+                match=r"metric.*'manhattan'",
+                desc="",
+                in_constructor=True,
+            ),
+            ErrorCase(
+                args=(x, y),
+                kwargs={**m, "metric": "lp", "p": 0.5},
+                error=ValueError,
+                match=r"p must be >= 1.*0\.5",
+                desc="",
+                in_constructor=True,
+            ),
+            ErrorCase(
+                args=(x, y),
+                kwargs={"mining": "hardest"},
+                error=ValueError,
+                match=r"mining.*'hardest'",
+                desc="",
+                in_constructor=True,
+            ),
+            ErrorCase(
+                args=(x, y),
+                kwargs={**m, "soft_margin": 1},
+                error=TypeError,
+                match=r"soft_margin must be a bool",
+                desc="",
+                in_constructor=True,
             ),
         ]
 
@@ -109,7 +169,9 @@ def _triplet_errors(mining: str):
 def _triplet_random(mining: str):
     def random(g: torch.Generator, n: int, c: int) -> Sample:
         kwargs = {"mining": mining, "margin": float(torch.rand((), generator=g)) * 2}
-        return Sample((randn(g, n, 4), randint(g, c, n)), kwargs, desc=f"random n={n} c={c}")
+        return Sample(
+            args=(randn(g, n, 4), randint(g, c, n)), kwargs=kwargs, desc=f"random n={n} c={c}"
+        )
 
     return random
 
@@ -132,6 +194,8 @@ for _mining, _formula in _MINING_FORMULAS.items():
             samples=_triplet_samples(_mining),
             error_cases=_triplet_errors(_mining),
             random_sample=_triplet_random(_mining),
+            # batch-all and semi-hard list a data-dependent number of triplets.
+            compiles_whole=_mining == "batch_hard",
         )
     )
 
@@ -139,18 +203,18 @@ for _mining, _formula in _MINING_FORMULAS.items():
 
 
 def _contrastive_samples(g: torch.Generator) -> list[Sample]:
-    out = [Sample((x, y), {"neg_margin": 2.0}, desc=name) for name, x, y in _layouts(g)]
+    out = [Sample(args=(x, y), kwargs={"neg_margin": 2.0}, desc=name) for name, x, y in _layouts(g)]
     x, y = randn(g, 8, 3), _pk(2, 4)
     out += [
-        Sample((x, y), desc="defaults"),
-        Sample((x, y), {"pos_margin": 0.8, "neg_margin": 2.5}, desc="both margins"),
-        Sample((x, y), {"neg_margin": 0.7, "metric": "cosine"}, desc="cosine"),
+        Sample(args=(x, y), desc="defaults"),
+        Sample(args=(x, y), kwargs={"pos_margin": 0.8, "neg_margin": 2.5}, desc="both margins"),
+        Sample(args=(x, y), kwargs={"neg_margin": 0.7, "metric": "cosine"}, desc="cosine"),
         Sample(
-            (x, y),
-            {"pos_margin": 0.5, "neg_margin": 4.0, "metric": "squared_euclidean"},
+            args=(x, y),
+            kwargs={"pos_margin": 0.5, "neg_margin": 4.0, "metric": "squared_euclidean"},
             desc="squared_euclidean",
         ),
-        Sample((x, y), {"neg_margin": 3.0, "metric": "lp", "p": 1.5}, desc="L1.5"),
+        Sample(args=(x, y), kwargs={"neg_margin": 3.0, "metric": "lp", "p": 1.5}, desc="L1.5"),
     ]
     return out
 
@@ -158,11 +222,34 @@ def _contrastive_samples(g: torch.Generator) -> list[Sample]:
 def _contrastive_errors() -> list[ErrorCase]:
     x, y = torch.randn(6, 3), _pk(2, 3)
     return [
-        ErrorCase((x[None], y), {}, ValueError, r"embeddings must be a 2-D tensor"),
-        ErrorCase((x, y.float()), {}, TypeError, r"labels must be an integer.*float32"),
-        ErrorCase((x, y[:5]), {}, ValueError, r"labels must be a 1-D.*\(5,\)"),
-        ErrorCase((x, y), {"neg_margin": -1.0}, ValueError, r"neg_margin.*-1\.0", "", True),
-        ErrorCase((x, y), {"pos_margin": math.inf}, ValueError, r"pos_margin.*inf", "", True),
+        ErrorCase(
+            args=(x[None], y), kwargs={}, error=ValueError, match=r"embeddings must be a 2-D tensor"
+        ),
+        ErrorCase(
+            args=(x, y.float()),
+            kwargs={},
+            error=TypeError,
+            match=r"labels must be an integer.*float32",
+        ),
+        ErrorCase(
+            args=(x, y[:5]), kwargs={}, error=ValueError, match=r"labels must be a 1-D.*\(5,\)"
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"neg_margin": -1.0},
+            error=ValueError,
+            match=r"neg_margin.*-1\.0",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"pos_margin": math.inf},
+            error=ValueError,
+            match=r"pos_margin.*inf",
+            desc="",
+            in_constructor=True,
+        ),
     ]
 
 
@@ -177,7 +264,7 @@ register(
         samples=_contrastive_samples,
         error_cases=_contrastive_errors,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, 3), randint(g, c, n)), {"pos_margin": 0.3, "neg_margin": 2.0}
+            args=(randn(g, n, 3), randint(g, c, n)), kwargs={"pos_margin": 0.3, "neg_margin": 2.0}
         ),
     )
 )
@@ -186,19 +273,19 @@ register(
 
 
 def _ms_samples(g: torch.Generator) -> list[Sample]:
-    out = [Sample((x, y), {"epsilon": 0.3}, desc=name) for name, x, y in _layouts(g)]
+    out = [Sample(args=(x, y), kwargs={"epsilon": 0.3}, desc=name) for name, x, y in _layouts(g)]
     x, y = randn(g, 8, 3), _pk(2, 4)
     out += [
-        Sample((x, y), desc="defaults (paper: alpha=2, beta=50, base=0.5, eps=0.1)"),
-        Sample((x, y), {"mining": False}, desc="no mining"),
+        Sample(args=(x, y), desc="defaults (paper: alpha=2, beta=50, base=0.5, eps=0.1)"),
+        Sample(args=(x, y), kwargs={"mining": False}, desc="no mining"),
         Sample(
-            (x, y),
-            {"alpha": 0.5, "beta": 10.0, "base": 0.0, "epsilon": 1.0},
+            args=(x, y),
+            kwargs={"alpha": 0.5, "beta": 10.0, "base": 0.0, "epsilon": 1.0},
             desc="other temperatures",
         ),
         Sample(
-            (randn(g, 10, 4), _unbalanced()),
-            {"mining": False, "beta": 5.0},
+            args=(randn(g, 10, 4), _unbalanced()),
+            kwargs={"mining": False, "beta": 5.0},
             desc="unbalanced, no mining",
         ),
     ]
@@ -208,15 +295,58 @@ def _ms_samples(g: torch.Generator) -> list[Sample]:
 def _ms_errors() -> list[ErrorCase]:
     x, y = torch.randn(6, 3), _pk(2, 3)
     return [
-        ErrorCase((x, y[:, None]), {}, ValueError, r"labels must be a 1-D.*\(6, 1\)"),
-        ErrorCase((x.int(), y), {}, TypeError, r"embeddings must be a floating.*int32"),
         ErrorCase(
-            (x, y), {"alpha": 0.0}, ValueError, r"alpha must be a finite number > 0", "", True
+            args=(x, y[:, None]),
+            kwargs={},
+            error=ValueError,
+            match=r"labels must be a 1-D.*\(6, 1\)",
         ),
-        ErrorCase((x, y), {"beta": -2.0}, ValueError, r"beta.*-2\.0", "", True),
-        ErrorCase((x, y), {"epsilon": -0.1}, ValueError, r"epsilon.*-0\.1", "", True),
-        ErrorCase((x, y), {"base": math.nan}, ValueError, r"base must not be NaN", "", True),
-        ErrorCase((x, y), {"mining": "yes"}, TypeError, r"mining must be a bool", "", True),
+        ErrorCase(
+            args=(x.int(), y),
+            kwargs={},
+            error=TypeError,
+            match=r"embeddings must be a floating.*int32",
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"alpha": 0.0},
+            error=ValueError,
+            match=r"alpha must be a finite number > 0",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"beta": -2.0},
+            error=ValueError,
+            match=r"beta.*-2\.0",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"epsilon": -0.1},
+            error=ValueError,
+            match=r"epsilon.*-0\.1",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"base": math.nan},
+            error=ValueError,
+            match=r"base must not be NaN",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, y),
+            kwargs={"mining": "yes"},
+            error=TypeError,
+            match=r"mining must be a bool",
+            desc="",
+            in_constructor=True,
+        ),
     ]
 
 
@@ -231,7 +361,7 @@ register(
         samples=_ms_samples,
         error_cases=_ms_errors,
         random_sample=lambda g, n, c: Sample(
-            (randn(g, n, 3), randint(g, c, n)), {"beta": 10.0, "epsilon": 0.5}
+            args=(randn(g, n, 3), randint(g, c, n)), kwargs={"beta": 10.0, "epsilon": 0.5}
         ),
     )
 )
@@ -276,17 +406,24 @@ _CosFaceWithWeight.__name__ = "CosFaceLoss"
 def _margin_softmax_samples(extra: list[dict]):
     def samples(g: torch.Generator) -> list[Sample]:
         x, y, w = randn(g, 6, 4), randint(g, 3, 6), randn(g, 3, 4)
-        out = [Sample((x, y, w), desc="defaults")]
+        out = [Sample(args=(x, y, w), desc="defaults")]
         out += [
-            Sample((x, y, w), kw, desc=", ".join(f"{k}={v}" for k, v in kw.items())) for kw in extra
+            Sample(args=(x, y, w), kwargs=kw, desc=", ".join(f"{k}={v}" for k, v in kw.items()))
+            for kw in extra
         ]
         # Embeddings near the opposite of their class centre: cos(theta) close to -1.
         w2 = randn(g, 3, 4)
         y2 = torch.tensor([0, 1, 2, 0, 1])
         x2 = -w2[y2] + 0.05 * randn(g, 5, 4)
-        out.append(Sample((x2, y2, w2), {**extra[0], "scale": 4.0}, desc="theta near pi"))
         out.append(
-            Sample((randn(g, 1, 4), randint(g, 5, 1), randn(g, 5, 4)), {"scale": 2.0}, desc="B=1")
+            Sample(args=(x2, y2, w2), kwargs={**extra[0], "scale": 4.0}, desc="theta near pi")
+        )
+        out.append(
+            Sample(
+                args=(randn(g, 1, 4), randint(g, 5, 1), randn(g, 5, 4)),
+                kwargs={"scale": 2.0},
+                desc="B=1",
+            )
         )
         return out
 
@@ -296,19 +433,45 @@ def _margin_softmax_samples(extra: list[dict]):
 def _margin_softmax_errors(margin_bad: float) -> list[ErrorCase]:
     x, y, w = torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), torch.randn(3, 3)
     return [
-        ErrorCase((x, torch.tensor([0, 1, 3, 1]), w), {}, IndexError, r"Target 3 is out of bounds"),
-        ErrorCase((x, y, w[:, :2]), {}, ValueError, r"weight must be a 2-D.*\(num_classes, 3\)"),
-        ErrorCase((x, y.double(), w), {}, TypeError, r"labels must be an integer"),
-        ErrorCase((x[:, None], y, w), {}, ValueError, r"embeddings must be a 2-D"),
         ErrorCase(
-            (x, y, w), {"scale": 0.0}, ValueError, r"scale must be a finite number > 0", "", True
+            args=(x, torch.tensor([0, 1, 3, 1]), w),
+            kwargs={},
+            error=IndexError,
+            match=r"Target 3 is out of bounds",
         ),
-        ErrorCase((x, y, w), {"margin": margin_bad}, ValueError, r"margin", "", True),
+        ErrorCase(
+            args=(x, y, w[:, :2]),
+            kwargs={},
+            error=ValueError,
+            match=r"weight must be a 2-D.*\(num_classes, 3\)",
+        ),
+        ErrorCase(
+            args=(x, y.double(), w), kwargs={}, error=TypeError, match=r"labels must be an integer"
+        ),
+        ErrorCase(
+            args=(x[:, None], y, w), kwargs={}, error=ValueError, match=r"embeddings must be a 2-D"
+        ),
+        ErrorCase(
+            args=(x, y, w),
+            kwargs={"scale": 0.0},
+            error=ValueError,
+            match=r"scale must be a finite number > 0",
+            desc="",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(x, y, w),
+            kwargs={"margin": margin_bad},
+            error=ValueError,
+            match=r"margin",
+            desc="",
+            in_constructor=True,
+        ),
     ]
 
 
 def _margin_softmax_random(g: torch.Generator, n: int, c: int) -> Sample:
-    return Sample((randn(g, n, 4), randint(g, c, n), randn(g, c, 4)), {"scale": 16.0})
+    return Sample(args=(randn(g, n, 4), randint(g, c, n), randn(g, c, 4)), kwargs={"scale": 16.0})
 
 
 register(
