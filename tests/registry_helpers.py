@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from losskit._dispatch import BackendUnsupportedError, use_backend
 from losskit._registry import LossInfo, Sample, all_losses
 
 FLOATS = (torch.float64, torch.float32)
@@ -31,6 +34,29 @@ def loss_sample_params(kind: str = "samples", where=lambda info: True) -> list:
     return params
 
 
+def backend_sample_params(
+    kind: str = "samples", where=lambda info, backend: True
+) -> list:
+    """pytest params ``(info, sample, backend)``: every sample through each declared backend
+    that ``where(info, backend)`` selects."""
+    params = []
+    for info in all_losses():
+        backends = [b for b in info.backend_names if where(info, b)]
+        if not backends:
+            continue
+        for i, s in enumerate(samples_of(info, kind)):
+            for b in backends:
+                sid = f"{info.name}-{b}-{i}-{s.desc}".replace(" ", "_")
+                params.append(pytest.param(info, s, b, id=sid))
+    return params
+
+
+def default_backend(info: LossInfo) -> str:
+    """The backend the functional runs on the CPU in auto mode."""
+    record = info.dispatch_record
+    return "formula" if record is None else record.default()
+
+
 def loss_params(where=lambda info: True) -> list:
     return [pytest.param(i, id=i.name) for i in all_losses() if where(i)]
 
@@ -44,11 +70,21 @@ def with_grad(sample: Sample, grad_args: tuple[int, ...]) -> Sample:
     args = list(sample.args)
     for k in grad_args:
         args[k] = args[k].detach().clone().requires_grad_(True)
-    return Sample(tuple(args), sample.kwargs, sample.desc, sample.ref_kwargs, sample.torch_kwargs)
+    return replace(sample, args=tuple(args))
 
 
-def call_functional(info: LossInfo, sample: Sample) -> torch.Tensor:
-    return info.functional(*sample.args, **sample.kwargs)
+def call_functional(info: LossInfo, sample: Sample, backend: str = "auto") -> torch.Tensor:
+    """The functional, as users call it, with ``backend`` pinned (``"auto"``: not pinned).
+
+    A backend whose rule refuses this sample skips the test, naming the reason.
+    """
+    if backend == "auto":
+        return info.functional(*sample.args, **sample.kwargs)
+    with use_backend(backend):
+        try:
+            return info.functional(*sample.args, **sample.kwargs)
+        except BackendUnsupportedError as exc:
+            pytest.skip(str(exc))
 
 
 def call_module(info: LossInfo, sample: Sample) -> torch.Tensor:

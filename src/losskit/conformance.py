@@ -8,11 +8,12 @@ gradients of the differentiable inputs under a random upstream gradient).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from ._dispatch import BackendUnsupportedError, use_backend
 from ._registry import LossInfo, Sample, all_losses
 
 
@@ -23,6 +24,7 @@ class Row:
     name: str
     family: str
     cases: int = 0
+    refused: int = 0  # cases the pinned backend's rule refused (not run)
     failures: list[str] = field(default_factory=list)
     ref_abs: float = 0.0
     ref_rel: float = 0.0
@@ -61,12 +63,21 @@ def _leaves(sample: Sample, grad_args: tuple[int, ...]) -> Sample:
     args = list(sample.args)
     for k in grad_args:
         args[k] = args[k].detach().clone().requires_grad_(True)
-    return Sample(tuple(args), sample.kwargs, sample.desc, sample.ref_kwargs, sample.torch_kwargs)
+    return replace(sample, args=tuple(args))
 
 
-def check_loss(info: LossInfo, device: str = "cpu", seed: int = 0) -> Row:
-    """Run every sample of ``info`` against its oracles and summarise the errors."""
+def check_loss(info: LossInfo, device: str = "cpu", seed: int = 0, backend: str = "auto") -> Row:
+    """Run every sample of ``info`` against its oracles and summarise the errors.
+
+    ``backend`` pins one backend (``use_backend``); a sample its rule refuses is not counted.
+    """
     row = Row(info.name, info.family)
+    with use_backend(backend):
+        _check_samples(info, device, seed, row)
+    return row
+
+
+def _check_samples(info: LossInfo, device: str, seed: int, row: Row) -> None:
     samples = list(info.samples(torch.Generator().manual_seed(seed)))
     for dtype in (torch.float64, torch.float32):
         rtol, atol = info.tolerance(dtype)
@@ -74,12 +85,14 @@ def check_loss(info: LossInfo, device: str = "cpu", seed: int = 0) -> Row:
             for reduction in info.reductions:
                 label = f"{sample.desc or 'sample'} / {reduction} / {str(dtype)[6:]}"
                 s = sample.cast(dtype, device).with_reduction(reduction)
-                row.cases += 1
                 try:
                     _check_case(info, s, rtol, atol, row, label)
+                except BackendUnsupportedError:
+                    row.refused += 1
+                    continue
                 except Exception as exc:  # a crash is a failure of this case, not of the run
                     row.failures.append(f"{label}: {type(exc).__name__}: {exc}")
-    return row
+                row.cases += 1
 
 
 def _check_case(info: LossInfo, s: Sample, rtol: float, atol: float, row: Row, label: str) -> None:
@@ -114,10 +127,16 @@ def _check_case(info: LossInfo, s: Sample, rtol: float, atol: float, row: Row, l
 
 
 def run_checks(
-    names: list[str] | None = None, family: str | None = None, device: str = "cpu"
+    names: list[str] | None = None,
+    family: str | None = None,
+    device: str = "cpu",
+    backend: str = "auto",
 ) -> list[Row]:
+    """Check the selected losses; with a pinned ``backend``, only the losses that declare it."""
     infos = [i for i in all_losses(family) if names is None or i.name in names]
-    return [check_loss(info, device) for info in infos]
+    if backend != "auto":
+        infos = [i for i in infos if backend in i.backend_names]
+    return [check_loss(info, device, backend=backend) for info in infos]
 
 
 def format_table(rows: list[Row]) -> str:
@@ -134,7 +153,8 @@ def format_table(rows: list[Row]) -> str:
             num(r.ref_rel),
             num(r.torch_abs),
             num(r.torch_rel),
-            "pass" if r.passed else f"FAIL ({len(r.failures)})",
+            ("pass" if r.passed else f"FAIL ({len(r.failures)})")
+            + (f", {r.refused} refused" if r.refused else ""),
         )
         for r in rows
     ]
