@@ -85,3 +85,60 @@ def test_bench_with_an_unknown_case_or_device_exits_2(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert cli.main(["bench", "--device", "cuda", "--out", str(tmp_path)]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_list_where_prints_each_layer_with_an_existing_file_and_line(capsys):
+    import pathlib
+
+    assert cli.main(["list", "--where", "cross_entropy"]) == 0
+    out = capsys.readouterr().out
+    layers = dict(line.split(None, 1) for line in out.strip().splitlines())
+    for layer in ("functional", "module", "reference", "spec"):
+        assert layer in layers, out
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for layer in ("functional", "module", "reference", "spec"):
+        path, line = layers[layer].split()[0].rsplit(":", 1)
+        source = (root / path).read_text().splitlines()
+        assert 1 <= int(line) <= len(source), (layer, layers[layer])
+    # The functional's line is its definition.
+    fpath, fline = layers["functional"].rsplit(":", 1)
+    assert "def cross_entropy" in (root / fpath).read_text().splitlines()[int(fline) - 1]
+
+
+def test_list_where_unknown_loss_is_a_usage_error(capsys):
+    assert cli.main(["list", "--where", "no_such_loss"]) == 2
+    assert "no_such_loss" in capsys.readouterr().err
+
+
+def test_check_with_a_pinned_backend_checks_only_the_losses_that_declare_it(capsys):
+    from losskit._registry import all_losses
+
+    with_formula = [i.name for i in all_losses() if "formula" in i.backend_names]
+    assert cli.main(["check", "--backend", "formula", "--family", "gan"]) == 0
+    out = capsys.readouterr().out
+    gan = [n for n in with_formula if n in {i.name for i in all_losses("gan")}]
+    assert f"{len(gan)} losses" in out
+
+
+def test_bench_parity_suite_times_a_mirror_against_torch(tmp_path, capsys):
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--suite",
+                "torch",
+                "--case",
+                "mse_loss",
+                "--rounds",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    text = (tmp_path / "parity.md").read_text()
+    rows = [r for r in text.splitlines() if r.startswith("| mse_loss")]
+    assert len(rows) == 3  # small with both check levels, large
+    assert {r.split("|")[3].strip() for r in rows} == {"all", "shapes"}
+    assert all(float(r.split("|")[-2]) > 0 for r in rows)

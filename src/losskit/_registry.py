@@ -11,6 +11,7 @@ dtype and device under test with :meth:`Sample.cast`. Positional arguments go to
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -151,6 +152,8 @@ class LossInfo:
 
 
 _REGISTRY: dict[str, LossInfo] = {}
+# Where each loss was registered (file, line): ``losskit list --where`` shows it.
+_REGISTERED_AT: dict[str, tuple[str, int]] = {}
 
 
 def register(info: LossInfo) -> LossInfo:
@@ -158,7 +161,15 @@ def register(info: LossInfo) -> LossInfo:
     if info.name in _REGISTRY:
         raise ValueError(f"a loss named {info.name!r} is already registered")
     _REGISTRY[info.name] = info
+    caller = sys._getframe(1)
+    _REGISTERED_AT[info.name] = (caller.f_code.co_filename, caller.f_lineno)
     return info
+
+
+def registered_at(name: str) -> tuple[str, int] | None:
+    """The file and line of the ``register`` call of ``name``."""
+    _load_builtin_specs()
+    return _REGISTERED_AT.get(name)
 
 
 def unregister(name: str) -> None:

@@ -19,7 +19,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         # torch's own kl_div(reduction="mean") warns on every comparison: noise here.
         warnings.simplefilter("ignore", UserWarning)
-        rows = run_checks(args.loss or None, args.family, args.device)
+        rows = run_checks(args.loss or None, args.family, args.device, args.backend)
     if not rows:
         names = ", ".join(args.loss or [])
         families = sorted({i.family for i in all_losses()})
@@ -42,15 +42,29 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from ._registry import all_losses
 
-    problem = _selection_problem(None, args.family)
+    problem = _selection_problem(args.where and [args.where], args.family)
     if problem:
         return _fail("list", problem)
+    if args.where:
+        from .where import locate
+
+        for layer, place in locate(args.where):
+            print(f"{layer:<11} {place}")
+        return 0
     infos = all_losses(args.family)
     width = max((len(i.name) for i in infos), default=4)
     for info in infos:
         module = info.module.__name__ if info.module is not None else "-"
-        print(f"{info.name.ljust(width)}  {info.family:<15} {module:<28} {info.formula}")
-    print(f"\n{len(infos)} losses")
+        backends = ",".join(info.backend_names) + ("" if info.compiles_whole else " *")
+        print(
+            f"{info.name.ljust(width)}  {info.family:<15} {module:<28} {backends:<22} "
+            f"{info.formula}"
+        )
+    print(
+        f"\n{len(infos)} losses. Backends: torch (torch's own op), formula (losskit's PyTorch "
+        "composition), kernel (Triton, CUDA); * = output shape depends on the data, so "
+        "torch.compile traces it with graph breaks (every other loss compiles whole)."
+    )
     return 0
 
 
@@ -136,8 +150,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     problem = _device_problem(args.device) or _out_problem(args.out)
     if problem:
         return _fail("bench", problem)
+    if args.suite == "torch":
+        return _bench_parity(args)
     compile_flag = {"auto": None, "on": True, "off": False}[args.compile]
     return run(args.device, args.case, args.out, compile=compile_flag)
+
+
+def _bench_parity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import parity
+
+    if args.device != "cpu":
+        return _fail("bench", "--suite torch runs on the CPU (its targets are CPU ones)")
+    names = [m.name for m in parity.MIRRORS]
+    if args.case is not None and args.case not in names:
+        return _fail(
+            "bench", f"--suite torch: unknown --case {args.case!r}; mirrors: {', '.join(names)}"
+        )
+    rows = parity.run_parity([args.case] if args.case else None, rounds=args.rounds)
+    text = parity.header() + "\n\n" + parity.markdown(rows)
+    print(text)
+    path = Path(args.out) / "parity.md"
+    path.write_text(text + "\n")
+    print(f"\nwrote {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--family", help="only this family")
     check.add_argument("--device", default="cpu", help="device to run the losses on (default cpu)")
     check.add_argument("--max-failures", type=int, default=5, help="failures shown per loss")
+    check.add_argument(
+        "--backend",
+        choices=("auto", "torch", "formula", "kernel"),
+        default="auto",
+        help="pin this backend (default auto: what the functional picks on --device); only the "
+        "losses that declare it are checked",
+    )
     check.set_defaults(func=_cmd_check)
 
     lst = sub.add_parser("list", help="print the catalogue with each loss's formula")
     lst.add_argument("--family", help="only this family")
+    lst.add_argument(
+        "--where",
+        metavar="NAME",
+        help="print file:line of each layer of loss NAME (functional, Module, reference, "
+        "registry entry, backends, bench case)",
+    )
     lst.set_defaults(func=_cmd_list)
 
     bench = sub.add_parser(
@@ -171,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "on", "off"),
         default="auto",
         help="include torch.compile (auto: on CUDA only)",
+    )
+    bench.add_argument(
+        "--suite",
+        choices=("cases", "torch"),
+        default="cases",
+        help="cases: the hot losses against torch, torch.compile and the peers (default); "
+        "torch: every torch mirror against torch's own op, small and large, ratio table",
+    )
+    bench.add_argument(
+        "--rounds", type=int, default=7, help="--suite torch: interleaved rounds per pair"
     )
     bench.set_defaults(func=_cmd_bench)
 
