@@ -53,7 +53,9 @@ def test_kernel_value_matches_reference(info, sample, backend, dtype):
         np.testing.assert_allclose(_np(out), expected, rtol=rtol, atol=atol, err_msg=reduction)
 
 
-@pytest.mark.parametrize(("info", "sample", "backend"), [p for p in KERNEL if p.values[0].differentiable])
+@pytest.mark.parametrize(
+    ("info", "sample", "backend"), [p for p in KERNEL if p.values[0].differentiable]
+)
 def test_kernel_grad_matches_reference_finite_differences(info, sample, backend):
     # The kernels differentiate their first input (logits, log-probabilities); a call that also
     # needs a target gradient is refused by their rules and runs the PyTorch path instead.

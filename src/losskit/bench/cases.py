@@ -32,11 +32,14 @@ class Case:
     dtype: dict[str, torch.dtype]  # device type -> dtype of the floating inputs
     make: Callable[[dict[str, int], torch.dtype, torch.device, torch.Generator], Inputs]
     grad_keys: tuple[str, ...]
-    contenders: dict[str, Callable[[], LossFn]]  # name -> factory (may raise Unavailable)
+    # name -> factory (may raise Unavailable). "losskit" calls the public function as a user
+    # does; the runner times it once per backend of ``loss`` that can run on the device.
+    contenders: dict[str, Callable[[], LossFn]]
     formula: str  # the contender that ``torch.compile`` compiles
     floor_bytes: Callable[[Inputs], int] | None = None
     floor_flops: Callable[[dict[str, int]], float] | None = None
     notes: list[str] = field(default_factory=list)
+    loss: str | None = None  # the registry name of the loss the "losskit" contender calls
 
     def describe(self, device: str) -> str:
         s = self.sizes[device]
@@ -77,13 +80,8 @@ def _ce_torch() -> LossFn:
 
 def _ce_losskit() -> LossFn:
     import losskit
-    from losskit.kernels import dispatch
 
-    def fn(i: Inputs) -> torch.Tensor:
-        out = dispatch.maybe_cross_entropy(i["x"], i["t"])
-        return losskit.cross_entropy(i["x"], i["t"]) if out is None else out
-
-    return fn
+    return lambda i: losskit.cross_entropy(i["x"], i["t"])
 
 
 def _ce_liger() -> LossFn:
@@ -98,6 +96,7 @@ def _ce_liger() -> LossFn:
 
 CE = Case(
     name="cross_entropy",
+    loss="cross_entropy",
     title="cross entropy, ignore_index on 10%",
     sizes={"cuda": {"N": 8192, "V": 128256}, "cpu": {"N": 256, "V": 8192}},
     dtype={"cuda": torch.bfloat16, "cpu": torch.float32},
@@ -125,9 +124,9 @@ def _lce_torch() -> LossFn:
 
 
 def _lce_losskit() -> LossFn:
-    from losskit.linear import linear_cross_entropy
+    import losskit
 
-    return lambda i: linear_cross_entropy(i["x"], i["w"], i["t"])
+    return lambda i: losskit.linear_cross_entropy(i["x"], i["w"], i["t"])
 
 
 def _lce_torch_chunked() -> LossFn:
@@ -150,6 +149,7 @@ def _lce_liger() -> LossFn:
 
 LINEAR_CE = Case(
     name="linear_cross_entropy",
+    loss="linear_cross_entropy",
     title="linear + cross entropy",
     sizes={"cuda": {"N": 8192, "H": 4096, "V": 128256}, "cpu": {"N": 512, "H": 256, "V": 8192}},
     dtype={"cuda": torch.bfloat16, "cpu": torch.float32},
@@ -188,13 +188,8 @@ def _focal_formula(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _focal_losskit() -> LossFn:
     import losskit
-    from losskit.kernels import dispatch
 
-    def fn(i: Inputs) -> torch.Tensor:
-        out = dispatch.maybe_sigmoid_focal_loss(i["x"], i["y"], 0.25, 2.0, "mean")
-        return losskit.sigmoid_focal_loss(i["x"], i["y"]) if out is None else out
-
-    return fn
+    return lambda i: losskit.sigmoid_focal_loss(i["x"], i["y"])
 
 
 def _focal_torchvision() -> LossFn:
@@ -204,6 +199,7 @@ def _focal_torchvision() -> LossFn:
 
 FOCAL = Case(
     name="sigmoid_focal",
+    loss="sigmoid_focal_loss",
     title="sigmoid focal loss (alpha 0.25, gamma 2)",
     sizes={"cuda": {"N": 1_000_000, "C": 80}, "cpu": {"N": 50_000, "C": 80}},
     dtype={"cuda": torch.float32, "cpu": torch.float32},
@@ -221,19 +217,13 @@ FOCAL = Case(
 
 def _bce_losskit() -> LossFn:
     import losskit
-    from losskit.kernels import dispatch
 
-    def fn(i: Inputs) -> torch.Tensor:
-        out = dispatch.maybe_binary_cross_entropy_with_logits(i["x"], i["y"], None, "mean", i["pw"])
-        if out is None:
-            out = losskit.binary_cross_entropy_with_logits(i["x"], i["y"], pos_weight=i["pw"])
-        return out
-
-    return fn
+    return lambda i: losskit.binary_cross_entropy_with_logits(i["x"], i["y"], pos_weight=i["pw"])
 
 
 BCE = Case(
     name="bce_with_logits",
+    loss="binary_cross_entropy_with_logits",
     title="BCE with logits + pos_weight",
     sizes=FOCAL.sizes,
     dtype=FOCAL.dtype,
@@ -267,9 +257,9 @@ def _kd_torch(i: Inputs) -> torch.Tensor:
 
 
 def _kd_losskit() -> LossFn:
-    from losskit.distillation import distillation_kl_div
+    import losskit
 
-    return lambda i: distillation_kl_div(i["s"], i["t"])
+    return lambda i: losskit.distillation_kl_div(i["s"], i["t"])
 
 
 def _jsd_liger() -> LossFn:
@@ -286,6 +276,7 @@ def _jsd_liger() -> LossFn:
 
 KD = Case(
     name="kl_distillation",
+    loss="distillation_kl_div",
     title="KL distillation, log_softmax of student and teacher",
     sizes={"cuda": {"N": 8192, "V": 32000}, "cpu": {"N": 256, "V": 8192}},
     dtype={"cuda": torch.bfloat16, "cpu": torch.float32},
@@ -298,9 +289,9 @@ KD = Case(
 
 
 def _jsd_losskit() -> LossFn:
-    from losskit.distillation import jsd
+    import losskit
 
-    return lambda i: jsd(i["s"], i["t"], beta=0.5)
+    return lambda i: losskit.jsd(i["s"], i["t"], beta=0.5)
 
 
 def _jsd_torch(i: Inputs) -> torch.Tensor:
@@ -314,6 +305,7 @@ def _jsd_torch(i: Inputs) -> torch.Tensor:
 
 JSD = Case(
     name="jsd",
+    loss="jsd",
     title="JSD distillation (beta 0.5), log_softmax inside",
     sizes=KD.sizes,
     dtype=KD.dtype,
@@ -350,9 +342,9 @@ def _tri_torch(i: Inputs, margin: float = 0.2) -> torch.Tensor:
 
 
 def _tri_losskit() -> LossFn:
-    from losskit.kernels.triplet.loss import batch_hard_triplet_loss
+    from losskit.metric import triplet_loss
 
-    return lambda i: batch_hard_triplet_loss(i["x"], i["labels"], margin=0.2)
+    return lambda i: triplet_loss(i["x"], i["labels"], margin=0.2, mining="batch_hard")
 
 
 def _tri_pml() -> LossFn:
@@ -369,6 +361,7 @@ def _tri_pml() -> LossFn:
 
 TRIPLET = Case(
     name="batch_hard_triplet",
+    loss="triplet_batch_hard",
     title="batch-hard triplet (P×K, K=8, margin 0.2)",
     sizes={"cuda": {"B": 4096, "D": 512}, "cpu": {"B": 1024, "D": 128}},
     dtype={"cuda": torch.float32, "cpu": torch.float32},

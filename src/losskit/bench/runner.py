@@ -141,7 +141,11 @@ def _time_contender(
 
 
 def _contenders(case: Case, s: Settings) -> Iterator[tuple[str, Callable[[], LossFn]]]:
-    yield from case.contenders.items()
+    for name, factory in case.contenders.items():
+        if name == "losskit" and case.loss is not None:
+            yield from _losskit_rows(case.loss, factory, s)
+        else:
+            yield name, factory
     formula = case.contenders[case.formula]
 
     def compiled() -> LossFn:
@@ -150,6 +154,31 @@ def _contenders(case: Case, s: Settings) -> Iterator[tuple[str, Callable[[], Los
         return torch.compile(formula())
 
     yield "torch.compile", compiled
+
+
+def _losskit_rows(
+    loss: str, factory: Callable[[], LossFn], s: Settings
+) -> Iterator[tuple[str, Callable[[], LossFn]]]:
+    """One row per backend of ``loss`` that can run on the device, the public function called
+    with that backend pinned (``use_backend``) under the default checks."""
+    from .. import _registry
+    from .._dispatch import use_backend
+
+    names = _registry.get(loss).backend_names
+    if not s.device.startswith("cuda"):
+        names = tuple(b for b in names if b != "kernel")
+    for backend in names:
+
+        def pinned(backend: str = backend) -> LossFn:
+            fn = factory()
+
+            def call(inputs: Inputs) -> torch.Tensor:
+                with use_backend(backend):
+                    return fn(inputs)
+
+            return call
+
+        yield f"losskit [{backend}, checks=all]", pinned
 
 
 def _make_sets(case: Case, s: Settings, device_type: str) -> list[Inputs]:
@@ -291,7 +320,7 @@ def _write_chart(path: Path, results: list[Result], title: str) -> bool:
         rows = [r for r in results if r.case == case and r.median_ms is not None]
         names = [r.contender for r in rows]
         times = [r.median_ms for r in rows]
-        colors = ["tab:green" if n == "losskit" else "tab:gray" for n in names]
+        colors = ["tab:green" if n.startswith("losskit") else "tab:gray" for n in names]
         bars = ax.barh(names, times, color=colors)
         ax.bar_label(bars, labels=[f"{t:.3g} ms" for t in times], fontsize=7, padding=2)
         ax.set_xlim(0, max(times, default=1.0) * 1.25)
