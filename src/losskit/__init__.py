@@ -26,3 +26,8 @@ from .sequence import *
 from .surrogate import *
 
 __version__ = "0.1.0"
+
+# Modules carry the argument documentation of the functional they wrap (help(), the docs site).
+from .nn._docs import document_all as _document_modules
+
+_document_modules()
