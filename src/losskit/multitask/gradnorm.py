@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from .._checks import check_range, value_checks_enabled
+from .._checks import check_int, check_range, value_checks_enabled
 from .._precision import compute_dtype
 from .base import MultiTaskWeighting, TaskLosses, mean_over_ranks
 
@@ -17,6 +17,8 @@ __all__ = ["GradNorm"]
 # Weights are clamped here before renormalising, so a large optimizer step cannot make a task's
 # weight zero or negative (that would silence or invert its gradient).
 _MIN_WEIGHT = 1e-6
+_PARAMETRIZATIONS = ("renormalize", "softmax")
+_INITIAL_LOSSES = ("first", "epoch_mean")
 
 
 class GradNorm(MultiTaskWeighting):
@@ -58,6 +60,12 @@ class GradNorm(MultiTaskWeighting):
             are only referenced, not registered (they belong to the model).
         alpha: asymmetry :math:`\alpha \ge 0` (default 1.5).
         task_names: optional task names (else taken from the first dict of losses).
+        parametrization: ``"renormalize"`` (default, the paper) or ``"softmax"`` (LibMTL).
+        warmup_epochs: number of epochs (closed by :meth:`end_epoch`) trained on the plain sum
+            before GradNorm starts (default 0; LibMTL: 1).
+        initial_loss: ``"first"`` (default: the losses of the first GradNorm call) or
+            ``"epoch_mean"`` (LibMTL: the mean training losses of the first epoch; needs
+            ``warmup_epochs >= 1``).
 
     Edge behaviour: in eval mode or under ``torch.no_grad()`` the call is a plain weighted sum and
     ``gradnorm_loss`` is ``None``. In training, the losses must require grad and each must depend
@@ -65,6 +73,18 @@ class GradNorm(MultiTaskWeighting):
     :math:`W` through the stack, so an unrelated loss just gets a zero norm); losses must be >= 0 and the first ones > 0
     (they divide). :math:`L_t(0)` and the step counter are buffers, saved with the weights.
     Give ``gn.parameters()`` no weight decay; a separate learning rate is common.
+
+    LibMTL's variant (to port LibMTL runs): ``GradNorm.libmtl(T, shared)`` or the three options
+    ``parametrization="softmax"`` (weights :math:`w = T\operatorname{softmax}(\xi)` of learned
+    logits :math:`\xi`, initialised to 1, instead of clamping and renormalising),
+    ``warmup_epochs=1`` (during the first epoch the total is the plain sum
+    :math:`\sum_t L_t` and nothing is learned) and ``initial_loss="epoch_mean"``
+    (:math:`L_t(0)` is the mean training loss of the first epoch, not the first batch's). Call
+    :meth:`end_epoch` at the end of every epoch for these. One difference is left: LibMTL gives
+    the task-specific parameters the unweighted :math:`\nabla L_t` (it back-propagates each loss
+    separately), while here the heads get :math:`w_t \nabla L_t` like the shared parameters
+    (with :math:`w_t` near 1 the two agree closely; under Adam the scale of a head's gradient
+    hardly matters).
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -99,8 +119,29 @@ class GradNorm(MultiTaskWeighting):
         shared_parameters: Iterable[torch.Tensor] | torch.Tensor,
         alpha: float = 1.5,
         task_names: Sequence[str] | None = None,
+        *,
+        parametrization: str = "renormalize",
+        warmup_epochs: int = 0,
+        initial_loss: str = "first",
     ) -> None:
         super().__init__(num_tasks, task_names)
+        if parametrization not in _PARAMETRIZATIONS:
+            raise ValueError(
+                f"parametrization must be one of {_PARAMETRIZATIONS}, got {parametrization!r}"
+            )
+        if initial_loss not in _INITIAL_LOSSES:
+            raise ValueError(f"initial_loss must be one of {_INITIAL_LOSSES}, got {initial_loss!r}")
+        warmup_epochs = check_int("warmup_epochs", warmup_epochs)
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if initial_loss == "epoch_mean" and warmup_epochs < 1:
+            raise ValueError(
+                "initial_loss='epoch_mean' needs warmup_epochs >= 1: L(0) is the mean loss of "
+                "the first epoch, which must be over before GradNorm starts"
+            )
+        self.parametrization = parametrization
+        self.warmup_epochs = warmup_epochs
+        self.initial_loss = initial_loss
         self.alpha = check_range("alpha", alpha, 0.0)
         if not math.isfinite(self.alpha):
             raise ValueError(f"alpha must be finite, got {alpha!r}")
@@ -132,16 +173,75 @@ class GradNorm(MultiTaskWeighting):
         self.task_weights = nn.Parameter(torch.ones(self.num_tasks))
         self.register_buffer("initial_losses", torch.ones(self.num_tasks))
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
+        if warmup_epochs or initial_loss != "first":
+            # Only the LibMTL-style options keep epoch statistics (the default state is unchanged).
+            self.register_buffer("num_epochs", torch.zeros((), dtype=torch.long))
+            self.register_buffer("epoch_loss_sum", torch.zeros(self.num_tasks))
+            self.register_buffer("epoch_loss_count", torch.zeros((), dtype=torch.long))
         self.gradnorm_loss = None
+
+    @classmethod
+    def libmtl(
+        cls,
+        num_tasks: int,
+        shared_parameters: Iterable[torch.Tensor] | torch.Tensor,
+        alpha: float = 1.5,
+        task_names: Sequence[str] | None = None,
+    ) -> GradNorm:
+        """LibMTL's GradNorm: softmax weights, one warm-up epoch, ``L(0)`` the first epoch's mean."""
+        return cls(
+            num_tasks,
+            shared_parameters,
+            alpha,
+            task_names,
+            parametrization="softmax",
+            warmup_epochs=1,
+            initial_loss="epoch_mean",
+        )
+
+    def _warming_up(self) -> bool:
+        return self.warmup_epochs > 0 and int(self.num_epochs) < self.warmup_epochs
+
+    @torch.no_grad()
+    def end_epoch(self) -> torch.Tensor:
+        """Close an epoch (for ``warmup_epochs`` / ``initial_loss="epoch_mean"``); return the weights.
+
+        Without those options there is nothing to close and the call only returns the weights.
+        """
+        if not hasattr(self, "num_epochs"):
+            return self.weights
+        if self.initial_loss == "epoch_mean" and int(self.num_epochs) == 0:
+            if int(self.epoch_loss_count) == 0:
+                raise RuntimeError(
+                    "GradNorm.end_epoch(): no training losses were recorded in the first epoch, "
+                    "so L(0) (its mean loss) is unknown; call the strategy on each batch first"
+                )
+            mean = mean_over_ranks(self.epoch_loss_sum / self.epoch_loss_count)
+            self.initial_losses.copy_(mean.to(self.initial_losses))
+        self.epoch_loss_sum.zero_()
+        self.epoch_loss_count.zero_()
+        self.num_epochs += 1
+        return self.weights
 
     @torch.no_grad()
     def renormalize_(self) -> None:
         """Clamp the weights at 1e-6 and rescale them in place to sum to ``T`` (done by each call)."""
+        if self.parametrization == "softmax":
+            return  # the softmax is normalised by construction
         w = self.task_weights
         w.clamp_(min=_MIN_WEIGHT).mul_(self.num_tasks / w.sum())
 
+    def _effective(self) -> torch.Tensor:
+        if self.parametrization == "softmax":
+            return self.num_tasks * torch.softmax(self.task_weights, dim=0)
+        return self.task_weights
+
     @property
     def weights(self) -> torch.Tensor:
+        if hasattr(self, "num_epochs") and self._warming_up():
+            return torch.ones(self.num_tasks, device=self.task_weights.device)
+        if self.parametrization == "softmax":
+            return self._effective().detach()
         w = self.task_weights.detach().clamp(min=_MIN_WEIGHT)
         return w * (self.num_tasks / w.sum())
 
@@ -152,8 +252,15 @@ class GradNorm(MultiTaskWeighting):
         return self._gradnorm_total(stacked.to(ct), items).to(stacked.dtype)
 
     def _gradnorm_total(self, losses: torch.Tensor, items: list[torch.Tensor]) -> torch.Tensor:
+        if hasattr(self, "num_epochs") and self._warming_up():
+            if self.training:
+                with torch.no_grad():
+                    self.epoch_loss_sum += losses.detach().to(self.epoch_loss_sum)
+                    self.epoch_loss_count += 1
+            self.gradnorm_loss = None
+            return losses.sum()  # warm-up: the plain sum, nothing learned (LibMTL's epoch 0)
         self.renormalize_()
-        w = self.task_weights
+        w = self._effective()
         # A copy, not a view: a later in-place renormalisation must not touch this step's graph.
         total = (w.detach().clone().to(losses.dtype) * losses).sum()
         if not (self.training and torch.is_grad_enabled()):
@@ -166,7 +273,8 @@ class GradNorm(MultiTaskWeighting):
             )
         # The loss rates r_t come from losses averaged over the ranks, so the targets agree.
         detached = mean_over_ranks(losses.detach())
-        first = self.num_steps == 0
+        # L(0) comes from the first GradNorm call, unless the first epoch's mean already set it.
+        first = (self.num_steps == 0) & (self.initial_loss == "first")
         if value_checks_enabled():
             bad = (detached < 0) | (first & (detached == 0))
             if bool(bad.any()):
@@ -206,4 +314,14 @@ class GradNorm(MultiTaskWeighting):
         return torch.linalg.vector_norm(torch.stack(norms))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, alpha={self.alpha}"
+        extra = ""
+        if (
+            self.parametrization != "renormalize"
+            or self.warmup_epochs
+            or self.initial_loss != "first"
+        ):
+            extra = (
+                f", parametrization={self.parametrization!r}, warmup_epochs={self.warmup_epochs}, "
+                f"initial_loss={self.initial_loss!r}"
+            )
+        return f"{super().extra_repr()}, alpha={self.alpha}{extra}"
