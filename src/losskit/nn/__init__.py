@@ -9,6 +9,7 @@ from .focal import *
 from .gan import *
 from .linear import *
 from .metric import *
+from .metric_extra import *
 from .perceptual import *
 from .ranking import *
 from .regression import *

@@ -12,6 +12,7 @@ from .focal import *
 from .gan import *
 from .linear import *
 from .metric import *
+from .metric_extra import *
 from .multitask import *
 from .ranking import *
 from .regression import *

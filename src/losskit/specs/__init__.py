@@ -9,6 +9,7 @@ from . import (
     gan,
     linear,
     metric,
+    metric_extra,
     ranking,
     regression,
     sequence,
