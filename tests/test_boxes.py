@@ -124,9 +124,8 @@ def test_matches_torchvision_values_and_gradients(name, seed):
     tv_p, tv_t = p.clone().requires_grad_(), t.clone().requires_grad_()
     ours = getattr(B, name)(ours_p, ours_t, reduction="none")
     theirs = TV[name](tv_p, tv_t)
-    # CIoU differs by the eps under h (about eps / h <= 2e-7 here); the others are identical.
-    tol = {"rtol": 1e-6, "atol": 1e-7} if name == "ciou_loss" else {"rtol": 1e-12, "atol": 1e-12}
-    torch.testing.assert_close(ours, theirs, **tol)
+    # Identical formulas on valid boxes (CIoU's angle is the paper's atan(w / h), as theirs).
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
     up = torch.randn(ours.shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
     g_ours = torch.autograd.grad(ours, [ours_p, ours_t], up)
     g_theirs = torch.autograd.grad(theirs, [tv_p, tv_t], up)
@@ -139,19 +138,36 @@ def test_box_iou_matches_torchvision_and_a_loop():
     b1, b2 = random_boxes(g, 5), random_boxes(g, 7)
     out = B.box_iou(b1, b2)
     assert out.shape == (5, 7)
-    torch.testing.assert_close(out, tv_box_iou(b1, b2), rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(B.box_iou(b1, b2, eps=0.0), tv_box_iou(b1, b2), rtol=1e-14, atol=0)
-    np.testing.assert_allclose(out.numpy(), R.box_iou(b1.numpy(), b2.numpy()), rtol=1e-12)
-    # The diagonal of box_iou(b, b) is the IoU of a box with itself: A / (A + eps).
+    # Exact by default: torchvision's inter / union, to the last bit of its formula.
+    torch.testing.assert_close(out, tv_box_iou(b1, b2), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(out.numpy(), R.box_iou_matrix(b1.numpy(), b2.numpy()), rtol=1e-12)
+    # eps stays an option: the diagonal of box_iou(b, b, eps) is A / (A + eps).
     area = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
-    torch.testing.assert_close(B.box_iou(b1, b1).diagonal(), area / (area + 1e-7))
+    torch.testing.assert_close(B.box_iou(b1, b1, eps=1e-7).diagonal(), area / (area + 1e-7))
+    assert B.box_iou is B.box_iou_matrix
 
 
-def test_box_iou_zero_area_pairs():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_box_iou_of_small_identical_boxes_is_one(dtype):
+    # The issue: with eps=1e-7 in the denominator two identical 1e-3 boxes had IoU 0.909.
+    small = torch.tensor([[0.5, 0.5, 0.501, 0.501], [0.2, 0.3, 0.2004, 0.3001]], dtype=dtype)
+    iou = B.box_iou(small, small)
+    assert torch.equal(iou.diagonal(), torch.ones(2, dtype=dtype))
+    half = torch.tensor([[0.0, 0.0, 1e-3, 1e-3]], dtype=dtype)
+    other = torch.tensor([[0.0, 0.0, 5e-4, 1e-3]], dtype=dtype)
+    assert B.box_iou(half, other).item() == pytest.approx(0.5, rel=1e-6)
+    assert B.box_iou(half, half, eps=1e-7).item() == pytest.approx(1e-6 / (1e-6 + 1e-7))
+
+
+def test_box_iou_zero_area_pairs_are_zero_where_torchvision_is_nan():
     points = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 2.0, 0.0]], dtype=F64)
-    assert (B.box_iou(points, points) == 0).all()  # 0 / eps
-    assert torch.isnan(B.box_iou(points, points, eps=0.0)).all()  # torchvision's 0 / 0
-    assert torch.isnan(tv_box_iou(points, points)).all()
+    assert torch.isnan(tv_box_iou(points, points)).all()  # torchvision's 0 / 0
+    leaf = points.clone().requires_grad_(True)
+    iou = B.box_iou(leaf, points)
+    assert torch.equal(iou, torch.zeros(2, 2, dtype=F64))
+    (g,) = torch.autograd.grad(iou.sum(), leaf)
+    assert torch.isfinite(g).all()
+    assert (B.box_iou(points, points, eps=1e-7) == 0).all()  # 0 / eps
 
 
 # ---------------------------------------------------------------- degenerate boxes
@@ -367,3 +383,226 @@ def test_boxes_namespace():
     assert "siou_loss" in B.__all__ and "box_iou" in B.__all__
     assert not hasattr(losskit, "siou_loss")  # a submodule, not star-imported
     assert losskit.nn.WIoULoss()(*_pairs(0)).item() == pytest.approx(B.wiou_loss(*_pairs(0)).item())
+
+
+# ---------------------------------------------------------------- CIoU's aspect angle
+
+
+def test_ciou_angle_is_the_papers_atan_w_over_h_on_small_boxes():
+    # Normalised coordinates: boxes of side ~1e-3, where an eps under h shifted the angle by
+    # eps / h ~ 1e-4 relative. Oracle: torchvision's formula (atan(w / h), no guard).
+    g = torch.Generator().manual_seed(11)
+    p = random_boxes(g, 12, scale=1e-2, min_size=5e-4)
+    t = jittered(g, p, 0.4)
+    ours = B.ciou_loss(p, t, reduction="none")
+    torch.testing.assert_close(ours, tv_ciou_loss(p, t), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        ours.numpy(), R.ciou_loss(p.numpy(), t.numpy(), reduction="none"), rtol=1e-12
+    )
+
+
+def test_ciou_guards_only_the_degenerate_angle():
+    # A horizontal line: torchvision's atan(w / 0) = pi/2 is a finite value with a NaN gradient;
+    # ours is the same value with the gradient of atan2 (d/dh = -1/w, d/dw = 0).
+    t = torch.tensor([[0.0, 0.0, 2.0, 2.0]], dtype=F64)
+    line = torch.tensor([[0.0, 1.0, 3.0, 1.0]], dtype=F64)
+    assert B.ciou_loss(line, t).item() == pytest.approx(tv_ciou_loss(line, t).item(), rel=1e-14)
+    w, h = torch.tensor(3.0, dtype=F64, requires_grad=True), torch.tensor(0.0, dtype=F64)
+    h.requires_grad_(True)
+    angle = B._aspect_angle(w, h)
+    assert angle.item() == pytest.approx(math.pi / 2)
+    gw, gh = torch.autograd.grad(angle, [w, h])
+    assert gw.item() == 0.0 and gh.item() == pytest.approx(-1.0 / 3.0)
+    # A point: angle 0 with a zero gradient (atan2(0, 0) has none).
+    z = torch.zeros(2, dtype=F64, requires_grad=True)
+    angle = B._aspect_angle(z[0], z[1])
+    assert angle.item() == 0.0
+    assert torch.equal(torch.autograd.grad(angle, z)[0], torch.zeros(2, dtype=F64))
+
+
+# ---------------------------------------------------------------- pairwise matrices
+
+
+def tv_generalized_box_iou(b1, b2):
+    inter, union = tv_inter_union(b1[:, None, :], b2[None, :, :])
+    iou = inter / union
+    lti = torch.min(b1[:, None, :2], b2[:, :2])
+    rbi = torch.max(b1[:, None, 2:], b2[:, 2:])
+    whi = (rbi - lti).clamp(min=0)
+    areai = whi[:, :, 0] * whi[:, :, 1]
+    return iou - (areai - union) / areai
+
+
+def tv_box_diou_iou(b1, b2, eps=1e-7):
+    iou = tv_box_iou(b1, b2)
+    lti = torch.min(b1[:, None, :2], b2[:, :2])
+    rbi = torch.max(b1[:, None, 2:], b2[:, 2:])
+    whi = (rbi - lti).clamp(min=0)
+    diag = whi[:, :, 0] ** 2 + whi[:, :, 1] ** 2 + eps
+    xp, yp = (b1[:, 0] + b1[:, 2]) / 2, (b1[:, 1] + b1[:, 3]) / 2
+    xg, yg = (b2[:, 0] + b2[:, 2]) / 2, (b2[:, 1] + b2[:, 3]) / 2
+    dist = (xp[:, None] - xg[None, :]) ** 2 + (yp[:, None] - yg[None, :]) ** 2
+    return iou - dist / diag, iou
+
+
+def tv_complete_box_iou(b1, b2, eps=1e-7):
+    diou, iou = tv_box_diou_iou(b1, b2, eps)
+    w_pred, h_pred = b1[:, None, 2] - b1[:, None, 0], b1[:, None, 3] - b1[:, None, 1]
+    w_gt, h_gt = b2[:, 2] - b2[:, 0], b2[:, 3] - b2[:, 1]
+    v = (4 / torch.pi**2) * torch.pow(torch.atan(w_pred / h_pred) - torch.atan(w_gt / h_gt), 2)
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return diou - alpha * v
+
+
+MATRICES = {
+    "box_iou_matrix": tv_box_iou,
+    "giou_matrix": tv_generalized_box_iou,
+    "diou_matrix": lambda a, b: tv_box_diou_iou(a, b)[0],
+    "ciou_matrix": tv_complete_box_iou,
+}
+
+
+def _box_sets(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b1 = random_boxes(g, 5)
+    b2 = torch.cat([jittered(g, b1[:3], 0.3), random_boxes(g, 4)])  # overlapping and disjoint
+    return b1, b2
+
+
+@pytest.mark.parametrize("name", list(MATRICES))
+def test_matrices_match_torchvision_values_and_gradients(name):
+    b1, b2 = _box_sets(0)
+    a1, a2 = b1.clone().requires_grad_(), b2.clone().requires_grad_()
+    t1, t2 = b1.clone().requires_grad_(), b2.clone().requires_grad_()
+    ours = getattr(B, name)(a1, a2)
+    theirs = MATRICES[name](t1, t2)
+    assert ours.shape == (5, 7)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+    up = torch.randn(5, 7, generator=torch.Generator().manual_seed(1), dtype=F64)
+    for a, b in zip(
+        torch.autograd.grad(ours, [a1, a2], up),
+        torch.autograd.grad(theirs, [t1, t2], up),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+# Degenerate sets: points, lines, identical and collinear boxes (where torchvision has 0 / 0).
+DEGENERATE_SET = torch.tensor(
+    [
+        [1.0, 1.0, 1.0, 1.0],
+        [1.0, 1.0, 1.0, 1.0],
+        [0.0, 1.0, 3.0, 1.0],
+        [2.0, 1.0, 5.0, 1.0],
+        [1.0, 0.0, 1.0, 2.0],
+        [0.0, 0.0, 2.0, 3.0],
+        [0.5, 0.5, 1.0, 1.0],
+    ],
+    dtype=F64,
+)
+
+
+@pytest.mark.parametrize("name", list(MATRICES))
+@pytest.mark.parametrize("eps", [None, 0.0, 1e-3])
+def test_matrices_equal_a_brute_force_loop_also_on_degenerate_boxes(name, eps):
+    b1, b2 = _box_sets(2)
+    kwargs = {} if eps is None else {"eps": eps}
+    for x, y in ((b1, b2), (DEGENERATE_SET, DEGENERATE_SET), (DEGENERATE_SET, b2)):
+        leaf = x.clone().requires_grad_(True)
+        out = getattr(B, name)(leaf, y, **kwargs)
+        expected = getattr(R, name)(x.numpy(), y.numpy(), **kwargs)
+        np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-14)
+        (g,) = torch.autograd.grad(out.sum(), leaf)
+        assert torch.isfinite(g).all()
+
+
+def test_matrix_zero_over_zero_cases_are_zero():
+    pts = DEGENERATE_SET[:2]  # two identical points: union 0, enclosing area 0, diagonal 0
+    for fn in (B.box_iou_matrix, B.giou_matrix):
+        assert torch.equal(fn(pts, pts), torch.zeros(2, 2, dtype=F64))
+    assert torch.equal(B.diou_matrix(pts, pts, eps=0.0), torch.zeros(2, 2, dtype=F64))
+    assert torch.equal(B.ciou_matrix(pts, pts, eps=0.0), torch.zeros(2, 2, dtype=F64))
+    # Two collinear horizontal lines: enclosing area 0 -> GIoU penalty 0 (torchvision: NaN).
+    lines = DEGENERATE_SET[2:4]
+    assert torch.isnan(tv_generalized_box_iou(lines, lines)).any()
+    assert torch.equal(B.giou_matrix(lines, lines), torch.zeros(2, 2, dtype=F64))
+
+
+def test_matrix_closed_forms():
+    a = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=F64)
+    b = torch.tensor([[2.0, 0.0, 3.0, 1.0]], dtype=F64)
+    assert B.giou_matrix(a, b).item() == pytest.approx(-1.0 / 3.0, rel=1e-15)
+    assert B.diou_matrix(a, b, eps=0.0).item() == pytest.approx(-4.0 / 10.0, rel=1e-15)
+    assert B.ciou_matrix(a, b, eps=0.0).item() == pytest.approx(-0.4, rel=1e-15)  # same aspect
+    tall = torch.tensor([[0.0, 0.0, 1.0, 2.0]], dtype=F64)
+    wide = torch.tensor([[0.0, 0.0, 2.0, 1.0]], dtype=F64)
+    iou = 1.0 / 3.0
+    v = 4.0 / math.pi**2 * (math.atan(0.5) - math.atan(2.0)) ** 2
+    rho = 0.5**2 + 0.5**2
+    expected = iou - rho / 8.0 - v / (1.0 - iou + v) * v
+    assert B.ciou_matrix(tall, wide, eps=0.0).item() == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_matrices_compute_half_inputs_in_float32(dtype):
+    b1, b2 = _box_sets(4)
+    lo1, lo2 = b1.to(dtype), b2.to(dtype)
+    for name in MATRICES:
+        out = getattr(B, name)(lo1, lo2)
+        assert out.dtype == dtype
+        expected = getattr(R, name)(lo1.double().numpy(), lo2.double().numpy())
+        tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+        np.testing.assert_allclose(out.double().numpy(), expected, rtol=tol, atol=tol)
+
+
+def test_matrices_detach_alpha_changes_gradients_only():
+    b1, b2 = _box_sets(5)
+    vals, grads = [], []
+    for detach in (True, False):
+        x = b1.clone().requires_grad_()
+        out = B.ciou_matrix(x, b2, detach_alpha=detach)
+        vals.append(out.detach())
+        grads.append(torch.autograd.grad(out.sum(), x)[0])
+    torch.testing.assert_close(vals[0], vals[1], rtol=0, atol=0)
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_matrices_bad_inputs():
+    good = torch.zeros(2, 4)
+    for name in MATRICES:
+        fn = getattr(B, name)
+        with pytest.raises(ValueError, match=r"boxes1 must be 2-D \(N, 4\), got shape \(2, 3, 4\)"):
+            fn(torch.zeros(2, 3, 4), good)
+        with pytest.raises(ValueError, match=r"boxes2 must have shape \(\.\.\., 4\)"):
+            fn(good, torch.zeros(3, 5))
+        with pytest.raises(TypeError, match=r"boxes1 and boxes2 must have the same dtype"):
+            fn(good, good.double())
+        with pytest.raises(TypeError, match=r"boxes1 must be a floating-point tensor"):
+            fn(good.long(), good)
+        with pytest.raises(ValueError, match=r"eps must be in \[0, inf\)"):
+            fn(good, good, eps=-1.0)
+        with pytest.raises(ValueError, match=r"boxes2 has a box with x2 < x1"):
+            fn(good, torch.tensor([[1.0, 0.0, 0.0, 1.0]]))
+    with pytest.raises(TypeError, match=r"detach_alpha must be a bool"):
+        B.ciou_matrix(good, good, detach_alpha=None)
+    assert B.giou_matrix(torch.zeros(0, 4), good).shape == (0, 2)
+
+
+def test_matrices_compile_whole():
+    # One compiled function for the four: a compile costs seconds, the CI budget is small. (The
+    # losses, ciou_loss included, are compiled by the registry-wide compile test.)
+    b1, b2 = _box_sets(6)
+
+    def everything(x: torch.Tensor) -> torch.Tensor:
+        total = x.new_zeros(())
+        for name in MATRICES:
+            total = total + (getattr(B, name)(x, b2) * torch.arange(7.0, dtype=F64)).sum()
+        return total
+
+    torch._dynamo.reset()
+    compiled = torch.compile(everything, fullgraph=True, backend="aot_eager")
+    a, b = b1.clone().requires_grad_(), b1.clone().requires_grad_()
+    got, want = compiled(a), everything(b)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, a)[0], torch.autograd.grad(want, b)[0])

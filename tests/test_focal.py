@@ -7,6 +7,12 @@ torchvision is not a dependency: its ``sigmoid_focal_loss`` formula is written o
 from __future__ import annotations
 
 import math
+import os
+import warnings
+
+# Before anything imports triton (it reads this once): the kernel test below runs the Triton
+# kernel on CPU tensors through the interpreter, as tests/kernels/conftest.py does.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
 import pytest
@@ -166,16 +172,17 @@ def test_softmax_focal_gradient_at_logits_30_matches_the_closed_form(gamma):
 def test_binary_gradients_keep_their_relative_precision_in_the_tails(dtype):
     # d BCE / dx = (1 - y) σ(x) - y σ(-x) is tiny but representable where the loss saturates
     # towards 0; the form (1 - y) x - logsigmoid(x) cancels there (float32: 0 at x = -20).
+    # (losskit.binary_cross_entropy_with_logits now runs torch's native op, which flushes these
+    # tails to 0: only the focal path, losskit's own formula, is held to this here.)
     x = torch.tensor([-80.0, -20.0, -16.0, -3.0, 3.0, 16.0, 20.0, 80.0], dtype=dtype)
     for y in (0.0, 1.0):
         t = torch.full_like(x, y)
         xd = x.double()
         expected = (1 - y) * torch.sigmoid(xd) - y * torch.sigmoid(-xd)
         for fn in (
-            losskit.binary_cross_entropy_with_logits,
             lambda a, b, **kw: losskit.sigmoid_focal_loss(a, b, alpha=-1.0, gamma=0.0, **kw),
-            lambda a, b, **kw: losskit.binary_cross_entropy_with_logits(
-                a, b, pos_weight=torch.ones((), dtype=dtype), **kw
+            lambda a, b, **kw: losskit.sigmoid_focal_loss(
+                a, b, alpha=-1.0, gamma=0.0, pos_weight=torch.ones((), dtype=dtype), **kw
             ),
         ):
             xg = x.clone().requires_grad_(True)
@@ -305,3 +312,232 @@ def test_softmax_focal_loss_module_keeps_alpha_as_a_buffer():
     x, t = torch.randn(5, 3, dtype=F64), torch.tensor([0, 1, 2, 1, 0])
     _assert_same(crit(x, t), losskit.softmax_focal_loss(x, t, alpha.double(), 1.0))
     assert "gamma=1.0" in repr(crit) and "gamma=2.0" in repr(losskit.nn.SigmoidFocalLoss())
+
+
+# ---------------------------------------------------------------- softmax focal: exact gradient
+
+
+def _mp_focal_grad(row: list[float], y: int, gamma: float) -> list[float]:
+    """d/dx_c of -(1 - p_y)^gamma log p_y by mpmath's numerical differentiation at 60 digits:
+    an oracle independent of any closed form."""
+    mpmath = pytest.importorskip("mpmath")
+    mp = mpmath.mp
+    mp.dps = 60
+    xs = [mp.mpf(v) for v in row]
+
+    def loss(values):
+        m = max(values)
+        log_z = m + mp.log(mp.fsum(mp.exp(v - m) for v in values))
+        log_py = values[y] - log_z
+        return -((1 - mp.exp(log_py)) ** gamma) * log_py
+
+    grads = []
+    for c in range(len(xs)):
+
+        def shifted(h, c=c):
+            return loss([v + h if i == c else v for i, v in enumerate(xs)])
+
+        grads.append(float(mp.diff(shifted, 0)))
+    return grads
+
+
+@pytest.mark.parametrize("scale", (100.0, 1e4))
+@pytest.mark.parametrize("gamma", (0.5, 2.0))
+def test_softmax_focal_float32_gradient_is_exact_on_confidently_wrong_rows(scale, gamma):
+    # Confidently wrong rows: the target's logit at -scale, the others near +scale. The old
+    # autograd gradient summed p_c / u and -p_c through log_softmax, a rounding that gamma L
+    # (up to 2e4) multiplied: relative errors 3e-5 at ±100 and 7e-3 at ±1e4 in float32.
+    g = torch.Generator().manual_seed(int(scale))
+    x = scale + torch.randn(3, 5, generator=g) * 2
+    t = torch.tensor([0, 2, 4])
+    x[torch.arange(3), t] = -scale
+    x[2, 1] = scale  # a row with a near-tie that decides the gradient's split
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(
+        losskit.softmax_focal_loss(leaf, t, gamma=gamma, reduction="sum"), leaf
+    )
+    expected = torch.tensor([_mp_focal_grad(x[i].tolist(), int(t[i]), gamma) for i in range(3)])
+    expected = expected.double()
+    # Entries that matter (>= 1e-6 of the row's largest): relative error <= 1e-6, as kornia's
+    # and smp's (their ~5e-7 is the rounding of x - max inside log_softmax).
+    big = expected.abs() >= 1e-6 * expected.abs().amax(1, keepdim=True)
+    rel = (grad.double() - expected).abs()[big] / expected.abs()[big]
+    assert rel.max().item() <= 1e-6
+    assert ((grad.double() - expected).norm() / expected.norm()).item() <= 1e-6
+
+
+def test_softmax_focal_gradient_matches_the_float64_reference_at_logits_1e4():
+    # More rows, against the closed form of the NumPy reference (its log-space form is finite at
+    # ±1e4, where sum(exp(x_c - x_y)) overflows).
+    g = torch.Generator().manual_seed(7)
+    x = 1e4 + torch.randn(64, 6, generator=g) * 3
+    t = torch.randint(0, 6, (64,), generator=g)
+    x[torch.arange(64), t] = torch.where(torch.arange(64) % 2 == 0, -1e4, 1e4 + 1.0)
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(
+        losskit.softmax_focal_loss(leaf, t, gamma=2.0, reduction="sum"), leaf
+    )
+    expected = R.softmax_focal_loss_grad(x.double().numpy(), t.numpy(), None, 2.0, reduction="sum")
+    big = np.abs(expected) >= 1e-6 * np.abs(expected).max(1, keepdims=True)
+    rel = np.abs(grad.double().numpy() - expected)[big] / np.abs(expected)[big]
+    assert rel.max() <= 1e-6
+
+
+def test_focal_losses_second_derivative_and_compile():
+    x = torch.randn(4, 3, dtype=F64, generator=torch.Generator().manual_seed(8)) * 2
+    t = torch.tensor([0, 2, 1, -100])
+    alpha = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
+    y = torch.tensor([[1.0, 0.0, -1.0]] * 4, dtype=F64)
+
+    def softmax(a):
+        return losskit.softmax_focal_loss(a, t, alpha, gamma=1.5)
+
+    def both(a):  # the sigmoid form with every new option, in the same compile (CI time)
+        options = {"weight": alpha, "pos_weight": alpha.flip(0), "ignore_index": -1}
+        return softmax(a) + losskit.sigmoid_focal_loss(a, y, 0.25, 2.0, **options)
+
+    assert torch.autograd.gradgradcheck(softmax, (x.clone().requires_grad_(True),))
+    torch._dynamo.reset()
+    compiled = torch.compile(both, fullgraph=True, backend="aot_eager")
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got, want = compiled(a), both(b)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, a)[0], torch.autograd.grad(want, b)[0])
+
+
+# ---------------------------------------------------------------- sigmoid focal: new options
+
+
+def kornia_binary_focal_loss_with_logits(pred, target, alpha, gamma, pos_weight=None, weight=None):
+    """kornia.losses.binary_focal_loss_with_logits (kornia 0.7), written out, reduction none."""
+    log_probs_pos = TF.logsigmoid(pred)
+    log_probs_neg = TF.logsigmoid(-pred)
+    pos_term = -log_probs_neg.exp().pow(gamma) * target * log_probs_pos
+    neg_term = -log_probs_pos.exp().pow(gamma) * (1.0 - target) * log_probs_neg
+    pos_term, neg_term = alpha * pos_term, (1.0 - alpha) * neg_term
+    dims = [-1] + [1] * len(pred.shape[2:])
+    if pos_weight is not None:
+        pos_term = pos_weight.view(dims) * pos_term
+    loss = pos_term + neg_term
+    if weight is not None:
+        loss = weight.view(dims) * loss
+    return loss
+
+
+@pytest.mark.parametrize("gamma", (0.0, 1.0, 2.0))
+def test_sigmoid_focal_weight_and_pos_weight_match_kornia_on_hard_labels(gamma):
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 4, generator=g, dtype=F64) * 3  # (N, C, *): kornia's layout
+    t = (torch.rand(2, 3, 4, generator=g) < 0.4).to(F64)
+    pw = torch.rand(3, generator=g, dtype=F64) * 3
+    w = torch.rand(3, generator=g, dtype=F64) + 0.5
+    ours = lambda a: losskit.sigmoid_focal_loss(  # noqa: E731
+        a, t, 0.3, gamma, "none", weight=w[:, None], pos_weight=pw[:, None]
+    )
+    theirs = lambda a: kornia_binary_focal_loss_with_logits(a, t, 0.3, gamma, pw, w)  # noqa: E731
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    lo, lt = ours(a), theirs(b)
+    _assert_same(lo, lt, rtol=1e-10, atol=1e-13)
+    up = torch.rand(lo.shape, dtype=F64, generator=g)
+    _assert_same(torch.autograd.grad(lo, a, up)[0], torch.autograd.grad(lt, b, up)[0], 1e-10, 1e-13)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_sigmoid_focal_with_gamma_0_and_no_alpha_is_bce_with_weight_and_pos_weight(reduction):
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(6, 4, generator=g, dtype=F64) * 3
+    t = torch.rand(6, 4, generator=g, dtype=F64)
+    w, pw = torch.rand(6, 1, generator=g, dtype=F64), torch.rand(4, generator=g, dtype=F64) * 2
+    ours = _value_and_grad(
+        losskit.sigmoid_focal_loss, x, t, -1.0, 0.0, reduction, weight=w, pos_weight=pw
+    )
+    theirs = _value_and_grad(
+        TF.binary_cross_entropy_with_logits, x, t, weight=w, pos_weight=pw, reduction=reduction
+    )
+    _assert_same(ours[0], theirs[0], rtol=1e-12, atol=1e-14)
+    _assert_same(ours[1], theirs[1], rtol=1e-12, atol=1e-14)
+
+
+def test_sigmoid_focal_ignore_index_drops_elements_as_smp_and_has_no_effect_on_them():
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(5, 6, generator=g, dtype=F64) * 2
+    t = (torch.rand(5, 6, generator=g) < 0.5).to(F64)
+    t[0, :2] = t[3, 4] = -1.0
+    keep = t != -1
+    w = torch.rand(6, generator=g, dtype=F64) + 0.5
+    for reduction in ("mean", "sum"):
+        ours = losskit.sigmoid_focal_loss(x, t, 0.25, 2.0, reduction, weight=w, ignore_index=-1)
+        # smp's FocalLoss filters the ignored elements out, then reduces what is left.
+        kept = losskit.sigmoid_focal_loss(
+            x[keep], t[keep], 0.25, 2.0, reduction, weight=w.expand(5, 6)[keep]
+        )
+        _assert_same(ours, kept)
+    none = losskit.sigmoid_focal_loss(x, t, ignore_index=-1, reduction="none")
+    assert torch.equal(none[~keep], torch.zeros(3, dtype=F64))
+    # Changing the logits of ignored elements changes nothing, value or gradient.
+    x2 = torch.where(keep, x, torch.full_like(x, 1e4))
+    v1 = _value_and_grad(losskit.sigmoid_focal_loss, x, t, ignore_index=-1)
+    v2 = _value_and_grad(losskit.sigmoid_focal_loss, x2, t, ignore_index=-1)
+    assert torch.equal(v1[0], v2[0]) and torch.equal(v1[1], v2[1])
+    assert torch.equal(v1[1][~keep], torch.zeros(3, dtype=F64))
+    # All ignored: mean NaN (as cross entropy), sum 0.
+    all_ignored = torch.full_like(t, -1.0)
+    assert torch.isnan(losskit.sigmoid_focal_loss(x, all_ignored, ignore_index=-1))
+    assert losskit.sigmoid_focal_loss(x, all_ignored, ignore_index=-1, reduction="sum") == 0
+
+
+def test_sigmoid_focal_loss_module_keeps_weights_as_buffers():
+    w, pw = torch.tensor([1.0, 2.0, 0.5]), torch.tensor([3.0, 1.0, 1.0])
+    crit = losskit.nn.SigmoidFocalLoss(gamma=1.0, weight=w, pos_weight=pw, ignore_index=-1)
+    assert {"weight", "pos_weight"} <= set(crit.state_dict())
+    crit = crit.double()
+    x = torch.randn(4, 3, dtype=F64)
+    t = torch.tensor([[1.0, 0.0, -1.0]] * 4, dtype=F64)
+    expected = losskit.sigmoid_focal_loss(
+        x, t, 0.25, 1.0, weight=w.double(), pos_weight=pw.double(), ignore_index=-1
+    )
+    _assert_same(crit(x, t), expected)
+    assert "ignore_index=-1" in repr(crit)
+
+
+@pytest.fixture
+def interpreted_kernels():
+    """Kernels on CPU tensors through Triton's interpreter (as tests/kernels/conftest.py)."""
+    triton = pytest.importorskip("triton")
+    # Triton reads TRITON_INTERPRET when it is imported (set at the top of this module, and by
+    # tests/kernels/conftest.py): skip if it was imported without it.
+    knobs = getattr(triton, "knobs", None)
+    if knobs is None or not knobs.runtime.interpret:
+        pytest.skip("triton was imported without TRITON_INTERPRET=1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the interpreter's masked lanes
+        yield
+
+
+def test_sigmoid_focal_kernel_takes_weight_and_refuses_what_it_lacks(interpreted_kernels):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(6, 5, generator=g) * 3
+    y = (torch.rand(6, 5, generator=g) > 0.5).float()
+    w = torch.rand(5, generator=g) + 0.5
+    for reduction in REDUCTIONS:
+        with losskit.use_backend("kernel"):
+            kernel = _value_and_grad(
+                losskit.sigmoid_focal_loss, x, y, 0.25, 1.5, reduction, weight=w
+            )
+        with losskit.use_backend("formula"):
+            formula = _value_and_grad(
+                losskit.sigmoid_focal_loss, x, y, 0.25, 1.5, reduction, weight=w
+            )
+        _assert_same(kernel[0], formula[0], rtol=1e-5, atol=1e-6)
+        _assert_same(kernel[1], formula[1], rtol=1e-5, atol=1e-6)
+    refusals = [
+        ({"pos_weight": w}, "pos_weight is not supported"),
+        ({"ignore_index": -1}, "ignore_index is not supported"),
+        ({"weight": w.clone().requires_grad_(True)}, "weight requires a gradient"),
+    ]
+    with losskit.use_backend("kernel"):
+        for kwargs, why in refusals:
+            with pytest.raises(losskit.BackendUnsupportedError, match=why):
+                losskit.sigmoid_focal_loss(x, y, **kwargs)
+        with pytest.raises(losskit.BackendUnsupportedError, match="float64"):
+            losskit.sigmoid_focal_loss(x.double(), y.double())

@@ -13,23 +13,29 @@ squared diagonal; :math:`\Delta x, \Delta y` the offsets between the two box cen
 Edge cases (decided here, tested in tests/test_boxes.py):
 
 * Zero-area and degenerate boxes (points, horizontal or vertical lines) and identical boxes are
-  valid input. Every denominator is guarded by ``eps`` (``U + eps``, ``c^2 + eps``, ``h + eps`` in
-  the CIoU aspect term, ``max(σ², eps)`` in the SIoU angle), so the value and the gradient are
-  finite for all of them; torchvision's CIoU divides by ``h`` without a guard (a NaN gradient for
-  a line box, a NaN value for a point box). At exactly degenerate configurations the slope of a
-  guard is of order ``1 / eps`` (e.g. GIoU of two identical lines, whose penalty jumps from 0 to 1
-  when one line moves off the other): finite in float32/float64, but beyond the float16 range, so
+  valid input. Every denominator of the losses is guarded by ``eps`` (``U + eps``, ``c^2 + eps``,
+  ``max(σ², eps)`` in the SIoU angle) and the CIoU aspect angle is ``atan2(w, h)``, which is
+  the paper's ``atan(w / h)`` on every box of non-zero height, ``π/2`` for a horizontal line and
+  0 for a point; so the value and the gradient are finite for all of them; torchvision's CIoU
+  divides by ``h`` without a guard (a NaN gradient for a line box, a NaN value for a point
+  box). At exactly degenerate configurations the slope of a guard is of order ``1 / eps`` (e.g.
+  GIoU of two identical lines, whose penalty jumps from 0 to 1 when one line moves off the
+  other): finite in float32/float64, but beyond the float16 range, so
   pass a larger ``eps`` (1e-3) if the boxes themselves are float16/bfloat16 leaves (under AMP,
   better compute box losses on float32 boxes).
-* Two identical point boxes have IoU 0 (``0 / eps``): the loss is 1 for IoU-based terms.
+* Two identical point boxes have IoU 0 (``0 / eps``): the loss is 1 for IoU-based terms. The
+  pairwise matrices (:func:`box_iou_matrix` and friends) are exact by default (``eps=0``) and
+  define every ``0 / 0`` (the IoU of two zero-area boxes, the GIoU penalty of two boxes whose
+  enclosing box has no area) as 0, where torchvision gives NaN.
 * Boxes with ``x2 < x1`` or ``y2 < y1`` raise ``ValueError`` (a value check, skipped under
   ``losskit.set_checks("shapes")``).
 * The ``mean`` of an empty set of boxes is 0 (with a zero gradient), not NaN, as in torchvision:
   a batch without matched boxes is routine in detection and must not poison the total loss.
   ``sum`` is 0.
 
-Where torchvision has the loss (``generalized_box_iou_loss``, ``distance_box_iou_loss``,
-``complete_box_iou_loss``, ``box_iou``) the values agree on valid boxes; torchvision's default
+Where torchvision has the loss or matrix (``generalized_box_iou_loss``,
+``distance_box_iou_loss``, ``complete_box_iou_loss``, ``box_iou``, ``generalized_box_iou``,
+``distance_box_iou``, ``complete_box_iou``) the values agree on valid boxes; torchvision's default
 ``reduction`` is ``"none"``, ours ``"mean"``, and boxes must be floating point here (torchvision
 upcasts integer boxes).
 """
@@ -51,17 +57,22 @@ from ._checks import (
     check_same_shape,
     value_checks_enabled,
 )
+from ._dispatch import Backends
 from ._precision import upcast
 from ._reduction import check_reduction
 
 __all__ = [
     "alpha_iou_loss",
     "box_iou",
+    "box_iou_matrix",
     "ciou_loss",
+    "ciou_matrix",
     "diou_loss",
+    "diou_matrix",
     "eiou_loss",
     "focal_eiou_loss",
     "giou_loss",
+    "giou_matrix",
     "iou_loss",
     "siou_loss",
     "wiou_loss",
@@ -78,7 +89,7 @@ def check_eps(eps: object, allow_zero: bool = False) -> float:
 
 def _check_valid_boxes(name: str, boxes: torch.Tensor) -> None:
     """Raise ``ValueError`` for a box with ``x2 < x1`` or ``y2 < y1`` (NaN included)."""
-    if not value_checks_enabled() or boxes.numel() == 0:
+    if not value_checks_enabled() or boxes.numel() == 0 or torch.compiler.is_compiling():
         return
     x1, y1, x2, y2 = boxes.detach().unbind(-1)
     bad = ~((x2 >= x1) & (y2 >= y1))
@@ -141,6 +152,27 @@ class _Geometry(NamedTuple):
     dy: torch.Tensor
 
 
+def _ratio(num: torch.Tensor, den: torch.Tensor, eps: float) -> torch.Tensor:
+    """``num / (den + eps)``; for ``eps = 0`` the exact ``num / den``, with ``0 / 0`` taken as 0.
+
+    (``den >= 0`` throughout: a union, an enclosing area or diagonal; ``num = 0`` where it is 0.)
+    The ``where`` keeps the gradient finite there too.
+    """
+    if eps > 0.0:
+        return num / (den + eps)
+    positive = den > 0
+    return torch.where(positive, num / torch.where(positive, den, 1.0), 0.0)
+
+
+def _aspect_angle(w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """CIoU's ``atan(w / h)``: exactly that for ``h > 0``, ``π/2`` for a line of zero height, 0
+    for a point (``atan2(0, 0)``, with a zero gradient instead of ``0 / 0``)."""
+    point = (w == 0) & (h == 0)
+    return torch.where(
+        point, 0.0, torch.atan2(torch.where(point, 1.0, w), torch.where(point, 1.0, h))
+    )
+
+
 def _geometry(pred: torch.Tensor, target: torch.Tensor, eps: float) -> _Geometry:
     x1, y1, x2, y2 = pred.unbind(-1)
     x1g, y1g, x2g, y2g = target.unbind(-1)
@@ -151,7 +183,7 @@ def _geometry(pred: torch.Tensor, target: torch.Tensor, eps: float) -> _Geometry
     inter_h = F.relu(torch.minimum(y2, y2g) - torch.maximum(y1, y1g))
     inter = inter_w * inter_h
     union = w * h + wg * hg - inter
-    iou = inter / (union + eps)
+    iou = _ratio(inter, union, eps)
     cw = torch.maximum(x2, x2g) - torch.minimum(x1, x1g)
     ch = torch.maximum(y2, y2g) - torch.minimum(y1, y1g)
     dx = (x1 + x2) / 2 - (x1g + x2g) / 2
@@ -159,13 +191,11 @@ def _geometry(pred: torch.Tensor, target: torch.Tensor, eps: float) -> _Geometry
     return _Geometry(iou, union, w, h, wg, hg, cw, ch, dx, dy)
 
 
-def _prepare(
+def _validate(
     pred: object, target: object, eps: object, reduction: object
-) -> tuple[torch.Tensor, _Geometry, float, str]:
+) -> tuple[torch.Tensor, torch.Tensor, float, str]:
     pred, target = _check_pair(pred, target)
-    eps = check_eps(eps)
-    reduction = check_reduction(reduction)
-    return pred, _geometry(upcast(pred), upcast(target), eps), eps, reduction
+    return pred, target, check_eps(eps), check_reduction(reduction)
 
 
 def _centre_term(g: _Geometry, eps: float) -> torch.Tensor:
@@ -185,28 +215,9 @@ def _pow01(x: torch.Tensor, p: float) -> torch.Tensor:
 # ---------------------------------------------------------------- pairwise IoU
 
 
-def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    r"""Pairwise IoU of two sets of ``(x1, y1, x2, y2)`` boxes: an ``(N, M)`` matrix.
-
-    .. math:: \mathrm{IoU}_{ij} = \frac{|B_i \cap B_j|}{|B_i \cup B_j| + \varepsilon}
-
-    Args:
-        boxes1: ``(N, 4)`` boxes.
-        boxes2: ``(M, 4)`` boxes.
-        eps: ``>= 0`` added to the union; ``eps=0`` gives torchvision's exact value (and NaN for
-            two zero-area boxes), the default 1e-7 gives 0 there.
-
-    Returns:
-        ``(N, M)`` tensor, the dtype of ``boxes1``. Not differentiable at boxes that just touch
-        (a zero subgradient is used).
-
-    Example:
-        >>> anchors = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
-        >>> gt_boxes = torch.tensor([[0.0, 0.0, 2.0, 1.0]])
-        >>> losskit.boxes.box_iou(anchors, gt_boxes)  # (2, 1): 0.5 and 0
-
-    Mirrors ``torchvision.ops.box_iou`` (plus ``eps``).
-    """
+def _check_box_sets(
+    boxes1: object, boxes2: object, eps: object, allow_zero: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     b1 = _check_box_tensor("boxes1", boxes1)
     b2 = _check_box_tensor("boxes2", boxes2)
     for name, b in (("boxes1", b1), ("boxes2", b2)):
@@ -217,14 +228,177 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> to
             f"boxes1 and boxes2 must have the same dtype, got {b1.dtype} and {b2.dtype}"
         )
     check_same_device("boxes2", b2, b1, "boxes1")
-    eps = check_eps(eps, allow_zero=True)
+    eps = check_eps(eps, allow_zero=allow_zero)
     _check_valid_boxes("boxes1", b1)
     _check_valid_boxes("boxes2", b2)
-    g = _geometry(upcast(b1)[:, None, :], upcast(b2)[None, :, :], eps)
-    return g.iou.to(b1.dtype)
+    return b1, b2, eps
+
+
+def _pairwise(b1: torch.Tensor, b2: torch.Tensor, eps: float) -> _Geometry:
+    """The geometry of every pair ``(boxes1[i], boxes2[j])``: ``(N, M)`` entries."""
+    return _geometry(upcast(b1)[:, None, :], upcast(b2)[None, :, :], eps)
+
+
+def box_iou_matrix(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    r"""Pairwise IoU of two sets of ``(x1, y1, x2, y2)`` boxes: an ``(N, M)`` matrix.
+
+    .. math:: \mathrm{IoU}_{ij} = \frac{|B_i \cap B_j|}{|B_i \cup B_j| + \varepsilon}
+
+    Exact by default: IoU is a metric, and an ``eps`` in the denominator biases it most where
+    boxes are small (two identical boxes of side 1e-3 have IoU 0.909 with ``eps=1e-7``, 1.0
+    here). ``box_iou`` is the same function.
+
+    Args:
+        boxes1: ``(N, 4)`` boxes, floating, ``x1 <= x2`` and ``y1 <= y2``.
+        boxes2: ``(M, 4)`` boxes, the same dtype and device.
+        eps: ``>= 0`` added to the union (0, the default, gives the exact ratio).
+
+    Returns:
+        ``(N, M)`` tensor in ``[0, 1]``, the dtype of ``boxes1``; differentiable (a zero
+        subgradient where boxes just touch).
+
+    Edge cases: the IoU of two zero-area boxes (``0 / 0``) is 0 (torchvision: NaN); empty sets
+    give an empty ``(N, M)`` matrix.
+
+    Example:
+        >>> anchors = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+        >>> gt_boxes = torch.tensor([[0.0, 0.0, 2.0, 1.0]])
+        >>> losskit.boxes.box_iou_matrix(anchors, gt_boxes)
+        tensor([[0.5000],
+                [0.0000]])
+
+    Mirrors ``torchvision.ops.box_iou`` (plus ``eps``, and 0 instead of NaN for ``0 / 0``).
+    """
+    b1, b2, eps = _check_box_sets(boxes1, boxes2, eps)
+    return _pairwise(b1, b2, eps).iou.to(b1.dtype)
+
+
+box_iou = box_iou_matrix
+
+
+def giou_matrix(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    r"""Pairwise generalized IoU: an ``(N, M)`` matrix in ``[-1, 1]``.
+
+    .. math::
+        \mathrm{GIoU}_{ij} = \mathrm{IoU}_{ij} - \frac{|C_{ij}| - |B_i \cup B_j|}{|C_{ij}| +
+        \varepsilon}
+
+    with :math:`C_{ij}` the smallest box enclosing both (the IoU as :func:`box_iou_matrix`,
+    with the same ``eps``). The cost matrix of DETR-style matching.
+
+    Args:
+        boxes1: ``(N, 4)`` boxes.
+        boxes2: ``(M, 4)`` boxes, the same dtype and device.
+        eps: ``>= 0`` added to the union and to the enclosing area (0: exact).
+
+    Returns:
+        ``(N, M)`` tensor, the dtype of ``boxes1``.
+
+    Edge cases: every ``0 / 0`` (two zero-area boxes; an enclosing box without area, e.g. two
+    points or two collinear lines) is 0, where torchvision gives NaN.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+        >>> b = torch.tensor([[2.0, 0.0, 3.0, 1.0]])
+        >>> losskit.boxes.giou_matrix(a, b)  # IoU 0, penalty (3 - 2) / 3
+        tensor([[-0.3333]])
+
+    Mirrors ``torchvision.ops.generalized_box_iou``.
+    """
+    b1, b2, eps = _check_box_sets(boxes1, boxes2, eps)
+    g = _pairwise(b1, b2, eps)
+    area_c = g.cw * g.ch
+    return (g.iou - _ratio(area_c - g.union, area_c, eps)).to(b1.dtype)
+
+
+def _diou_matrix(b1: torch.Tensor, b2: torch.Tensor, eps: float) -> tuple[torch.Tensor, _Geometry]:
+    # As torchvision: eps on the diagonal only, the IoU term exact.
+    g = _pairwise(b1, b2, 0.0)
+    centre = _ratio(g.dx**2 + g.dy**2, g.cw**2 + g.ch**2, eps)
+    return g.iou - centre, g
+
+
+def diou_matrix(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    r"""Pairwise distance IoU: an ``(N, M)`` matrix in ``[-1, 1]``.
+
+    .. math:: \mathrm{DIoU}_{ij} = \mathrm{IoU}_{ij} - \frac{\rho_{ij}^2}{c_{ij}^2 + \varepsilon}
+
+    with :math:`\rho` the distance between the centres and :math:`c` the diagonal of the
+    enclosing box; the IoU term is exact (as torchvision, ``eps`` only guards the diagonal).
+
+    Args:
+        boxes1: ``(N, 4)`` boxes.
+        boxes2: ``(M, 4)`` boxes, the same dtype and device.
+        eps: ``>= 0`` added to :math:`c^2` (torchvision's default 1e-7; 0 gives the exact ratio,
+            with ``0 / 0`` for two identical points taken as 0).
+
+    Returns:
+        ``(N, M)`` tensor, the dtype of ``boxes1``.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+        >>> losskit.boxes.diou_matrix(a, a + 2.0, eps=0.0)  # IoU 0, rho^2 / c^2 = 8 / 18
+        tensor([[-0.4444]])
+
+    Mirrors ``torchvision.ops.distance_box_iou``.
+    """
+    b1, b2, eps = _check_box_sets(boxes1, boxes2, eps)
+    return _diou_matrix(b1, b2, eps)[0].to(b1.dtype)
+
+
+def ciou_matrix(
+    boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7, detach_alpha: bool = True
+) -> torch.Tensor:
+    r"""Pairwise complete IoU: DIoU minus the aspect-ratio term, an ``(N, M)`` matrix.
+
+    .. math::
+        \mathrm{CIoU}_{ij} = \mathrm{DIoU}_{ij} - \alpha v, \quad
+        v = \frac{4}{\pi^2}\Bigl(\arctan\frac{w_i}{h_i} - \arctan\frac{w_j}{h_j}\Bigr)^2, \quad
+        \alpha = \frac{v}{1 - \mathrm{IoU}_{ij} + v + \varepsilon}
+
+    The angles as :func:`ciou_loss` (``atan2``: the paper's ``atan(w / h)`` on boxes of
+    non-zero height, ``π/2`` for a horizontal line, 0 for a point).
+
+    Args:
+        boxes1: ``(N, 4)`` boxes.
+        boxes2: ``(M, 4)`` boxes, the same dtype and device.
+        eps: ``>= 0`` (default 1e-7, torchvision's) added to :math:`c^2` and to the denominator
+            of :math:`\alpha`.
+        detach_alpha: ``True`` (default, as torchvision) treats :math:`\alpha` as a constant in
+            the backward pass.
+
+    Returns:
+        ``(N, M)`` tensor, the dtype of ``boxes1``.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0.0, 2.0, 1.0]])
+        >>> b = torch.tensor([[0.0, 0.0, 1.0, 2.0]])
+        >>> losskit.boxes.ciou_matrix(a, b).shape
+        torch.Size([1, 1])
+
+    Mirrors ``torchvision.ops.complete_box_iou`` (finite where it gives NaN: boxes of zero
+    height).
+    """
+    b1, b2, eps = _check_box_sets(boxes1, boxes2, eps)
+    detach_alpha = check_bool("detach_alpha", detach_alpha)
+    diou, g = _diou_matrix(b1, b2, eps)
+    return (diou - _ciou_alpha_v(g.iou, g.w, g.h, g.wg, g.hg, eps, detach_alpha)).to(b1.dtype)
 
 
 # ---------------------------------------------------------------- losses
+
+
+def _iou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    return _reduce_boxes(1.0 - g.iou, reduction).to(pred.dtype)
+
+
+_IOU = Backends("iou_loss", formula=_iou_loss_formula)
 
 
 def iou_loss(
@@ -253,8 +427,26 @@ def iou_loss(
     Reference: Yu et al., "UnitBox", ACM MM 2016 (which uses :math:`-\ln \mathrm{IoU}`; the linear
     form :math:`1 - \mathrm{IoU}` used here is finite for disjoint boxes).
     """
-    pred, g, _, reduction = _prepare(pred, target, eps, reduction)
-    return _reduce_boxes(1.0 - g.iou, reduction).to(pred.dtype)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
+    return _IOU(pred, target, eps, reduction)
+
+
+iou_loss.backends = _IOU  # type: ignore[attr-defined]
+
+
+def _giou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    area_c = g.cw * g.ch
+    loss = 1.0 - g.iou + (area_c - g.union) / (area_c + eps)
+    return _reduce_boxes(loss, reduction).to(pred.dtype)
+
+
+_GIOU = Backends("giou_loss", formula=_giou_loss_formula)
 
 
 def giou_loss(
@@ -269,10 +461,25 @@ def giou_loss(
     Reference: Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019. Matches
     ``torchvision.ops.generalized_box_iou_loss`` on valid boxes.
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
-    area_c = g.cw * g.ch
-    loss = 1.0 - g.iou + (area_c - g.union) / (area_c + eps)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
+    return _GIOU(pred, target, eps, reduction)
+
+
+giou_loss.backends = _GIOU  # type: ignore[attr-defined]
+
+
+def _diou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    loss = 1.0 - g.iou + _centre_term(g, eps)
     return _reduce_boxes(loss, reduction).to(pred.dtype)
+
+
+_DIOU = Backends("diou_loss", formula=_diou_loss_formula)
 
 
 def diou_loss(
@@ -287,9 +494,44 @@ def diou_loss(
     Reference: Zheng et al., "Distance-IoU Loss", AAAI 2020. Matches
     ``torchvision.ops.distance_box_iou_loss`` on valid boxes.
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
-    loss = 1.0 - g.iou + _centre_term(g, eps)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
+    return _DIOU(pred, target, eps, reduction)
+
+
+diou_loss.backends = _DIOU  # type: ignore[attr-defined]
+
+
+def _ciou_alpha_v(
+    iou: torch.Tensor,
+    w: torch.Tensor,
+    h: torch.Tensor,
+    wg: torch.Tensor,
+    hg: torch.Tensor,
+    eps: float,
+    detach_alpha: bool,
+) -> torch.Tensor:
+    """CIoU's aspect penalty ``alpha v`` (the trade-off ``alpha`` detached if asked)."""
+    v = (4.0 / math.pi**2) * (_aspect_angle(wg, hg) - _aspect_angle(w, h)) ** 2
+    alpha = _ratio(v, 1.0 - iou + v, eps)
+    if detach_alpha:
+        alpha = alpha.detach()
+    return alpha * v
+
+
+def _ciou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+    detach_alpha: bool,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    alpha_v = _ciou_alpha_v(g.iou, g.w, g.h, g.wg, g.hg, eps, detach_alpha)
+    loss = 1.0 - g.iou + _centre_term(g, eps) + alpha_v
     return _reduce_boxes(loss, reduction).to(pred.dtype)
+
+
+_CIOU = Backends("ciou_loss", formula=_ciou_loss_formula)
 
 
 def ciou_loss(
@@ -303,13 +545,13 @@ def ciou_loss(
 
     .. math::
         1 - \mathrm{IoU} + \frac{\rho^2}{c^2 + \varepsilon} + \alpha v, \quad
-        v = \frac{4}{\pi^2}\Bigl(\arctan\frac{w^{gt}}{h^{gt} + \varepsilon}
-            - \arctan\frac{w}{h + \varepsilon}\Bigr)^2, \quad
+        v = \frac{4}{\pi^2}\Bigl(\arctan\frac{w^{gt}}{h^{gt}}
+            - \arctan\frac{w}{h}\Bigr)^2, \quad
         \alpha = \frac{v}{1 - \mathrm{IoU} + v + \varepsilon}
 
-    The ``+ eps`` under ``h`` is the guard torchvision lacks: a box of zero height gives a finite
-    angle (:math:`\approx \pi/2`) instead of NaN; on valid boxes it changes the value by about
-    ``eps / h``.
+    The angles are the paper's :math:`\arctan(w / h)` on every box of non-zero height, computed
+    as ``atan2(w, h)``: the only guard is for the degenerate boxes torchvision gives NaN for (a
+    horizontal line has angle :math:`\pi/2`, a point 0, both with finite gradients).
 
     Args:
         pred, target, eps, reduction: as :func:`iou_loss`.
@@ -325,20 +567,30 @@ def ciou_loss(
     ``torchvision.ops.complete_box_iou_loss`` on valid boxes (values and, with
     ``detach_alpha=True``, gradients).
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
     detach_alpha = check_bool("detach_alpha", detach_alpha)
-    angle_diff = torch.atan(g.wg / (g.hg + eps)) - torch.atan(g.w / (g.h + eps))
-    v = (4.0 / math.pi**2) * angle_diff**2
-    alpha = v / (1.0 - g.iou + v + eps)
-    if detach_alpha:
-        alpha = alpha.detach()
-    loss = 1.0 - g.iou + _centre_term(g, eps) + alpha * v
-    return _reduce_boxes(loss, reduction).to(pred.dtype)
+    return _CIOU(pred, target, eps, reduction, detach_alpha)
+
+
+ciou_loss.backends = _CIOU  # type: ignore[attr-defined]
 
 
 def _eiou(g: _Geometry, eps: float) -> torch.Tensor:
     side = (g.w - g.wg) ** 2 / (g.cw**2 + eps) + (g.h - g.hg) ** 2 / (g.ch**2 + eps)
     return 1.0 - g.iou + _centre_term(g, eps) + side
+
+
+def _eiou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    return _reduce_boxes(_eiou(g, eps), reduction).to(pred.dtype)
+
+
+_EIOU = Backends("eiou_loss", formula=_eiou_loss_formula)
 
 
 def eiou_loss(
@@ -355,8 +607,26 @@ def eiou_loss(
     Reference: Zhang et al., "Focal and Efficient IOU Loss for Accurate Bounding Box Regression",
     Neurocomputing 2022 (arXiv:2101.08158).
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
-    return _reduce_boxes(_eiou(g, eps), reduction).to(pred.dtype)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
+    return _EIOU(pred, target, eps, reduction)
+
+
+eiou_loss.backends = _EIOU  # type: ignore[attr-defined]
+
+
+def _focal_eiou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+    gamma: float,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    loss = _pow01(g.iou, gamma) * _eiou(g, eps)
+    return _reduce_boxes(loss, reduction).to(pred.dtype)
+
+
+_FOCAL_EIOU = Backends("focal_eiou_loss", formula=_focal_eiou_loss_formula)
 
 
 def focal_eiou_loss(
@@ -385,10 +655,26 @@ def focal_eiou_loss(
 
     Reference: Zhang et al. 2022 (arXiv:2101.08158), the Focal-EIoU loss.
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
     gamma = check_range("gamma", gamma, 0.0, finite=True)
-    loss = _pow01(g.iou, gamma) * _eiou(g, eps)
-    return _reduce_boxes(loss, reduction).to(pred.dtype)
+    return _FOCAL_EIOU(pred, target, eps, reduction, gamma)
+
+
+focal_eiou_loss.backends = _FOCAL_EIOU  # type: ignore[attr-defined]
+
+
+def _alpha_iou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+    alpha: float,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    return _reduce_boxes(1.0 - _pow01(g.iou, alpha), reduction).to(pred.dtype)
+
+
+_ALPHA_IOU = Backends("alpha_iou_loss", formula=_alpha_iou_loss_formula)
 
 
 def alpha_iou_loss(
@@ -416,9 +702,36 @@ def alpha_iou_loss(
     Reference: He et al., "Alpha-IoU: A Family of Power Intersection over Union Losses for Bounding
     Box Regression", NeurIPS 2021.
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
     alpha = check_range("alpha", alpha, 0.0, low_inclusive=False, finite=True)
-    return _reduce_boxes(1.0 - _pow01(g.iou, alpha), reduction).to(pred.dtype)
+    return _ALPHA_IOU(pred, target, eps, reduction, alpha)
+
+
+alpha_iou_loss.backends = _ALPHA_IOU  # type: ignore[attr-defined]
+
+
+def _siou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+    theta: float,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    sigma_sq = (g.dx**2 + g.dy**2).clamp(min=eps)
+    angle = 2.0 * g.dx.abs() * g.dy.abs() / sigma_sq
+    gamma = 2.0 - angle
+    rho_x = g.dx**2 / (g.cw**2 + eps)
+    rho_y = g.dy**2 / (g.ch**2 + eps)
+    distance = (1.0 - torch.exp(-gamma * rho_x)) + (1.0 - torch.exp(-gamma * rho_y))
+    omega_w = (g.w - g.wg).abs() / (torch.maximum(g.w, g.wg) + eps)
+    omega_h = (g.h - g.hg).abs() / (torch.maximum(g.h, g.hg) + eps)
+    shape = _pow01(1.0 - torch.exp(-omega_w), theta) + _pow01(1.0 - torch.exp(-omega_h), theta)
+    loss = 1.0 - g.iou + 0.5 * (distance + shape)
+    return _reduce_boxes(loss, reduction).to(pred.dtype)
+
+
+_SIOU = Backends("siou_loss", formula=_siou_loss_formula)
 
 
 def siou_loss(
@@ -455,19 +768,30 @@ def siou_loss(
     Reference: Gevorgyan, "SIoU Loss: More Powerful Learning for Bounding Box Regression", 2022
     (arXiv:2205.12740).
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
     theta = check_range("theta", theta, 0.0, low_inclusive=False, finite=True)
-    sigma_sq = (g.dx**2 + g.dy**2).clamp(min=eps)
-    angle = 2.0 * g.dx.abs() * g.dy.abs() / sigma_sq
-    gamma = 2.0 - angle
-    rho_x = g.dx**2 / (g.cw**2 + eps)
-    rho_y = g.dy**2 / (g.ch**2 + eps)
-    distance = (1.0 - torch.exp(-gamma * rho_x)) + (1.0 - torch.exp(-gamma * rho_y))
-    omega_w = (g.w - g.wg).abs() / (torch.maximum(g.w, g.wg) + eps)
-    omega_h = (g.h - g.hg).abs() / (torch.maximum(g.h, g.hg) + eps)
-    shape = _pow01(1.0 - torch.exp(-omega_w), theta) + _pow01(1.0 - torch.exp(-omega_h), theta)
-    loss = 1.0 - g.iou + 0.5 * (distance + shape)
+    return _SIOU(pred, target, eps, reduction, theta)
+
+
+siou_loss.backends = _SIOU  # type: ignore[attr-defined]
+
+
+def _wiou_loss_formula(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    reduction: str,
+    detach_enclosing: bool,
+) -> torch.Tensor:
+    g = _geometry(upcast(pred), upcast(target), eps)
+    diag_sq = g.cw**2 + g.ch**2 + eps
+    if detach_enclosing:
+        diag_sq = diag_sq.detach()
+    loss = torch.exp((g.dx**2 + g.dy**2) / diag_sq) * (1.0 - g.iou)
     return _reduce_boxes(loss, reduction).to(pred.dtype)
+
+
+_WIOU = Backends("wiou_loss", formula=_wiou_loss_formula)
 
 
 def wiou_loss(
@@ -499,10 +823,9 @@ def wiou_loss(
     Reference: Tong et al., "Wise-IoU: Bounding Box Regression Loss with Dynamic Focusing
     Mechanism", 2023 (arXiv:2301.10051), Wise-IoU v1.
     """
-    pred, g, eps, reduction = _prepare(pred, target, eps, reduction)
+    pred, target, eps, reduction = _validate(pred, target, eps, reduction)
     detach_enclosing = check_bool("detach_enclosing", detach_enclosing)
-    diag_sq = g.cw**2 + g.ch**2 + eps
-    if detach_enclosing:
-        diag_sq = diag_sq.detach()
-    loss = torch.exp((g.dx**2 + g.dy**2) / diag_sq) * (1.0 - g.iou)
-    return _reduce_boxes(loss, reduction).to(pred.dtype)
+    return _WIOU(pred, target, eps, reduction, detach_enclosing)
+
+
+wiou_loss.backends = _WIOU  # type: ignore[attr-defined]

@@ -16,15 +16,32 @@ from ._common import as_float
 __all__ = [
     "alpha_iou_loss",
     "box_iou",
+    "box_iou_matrix",
     "ciou_loss",
+    "ciou_matrix",
     "diou_loss",
+    "diou_matrix",
     "eiou_loss",
     "focal_eiou_loss",
     "giou_loss",
+    "giou_matrix",
     "iou_loss",
     "siou_loss",
     "wiou_loss",
 ]
+
+
+def _div(num: float, den: float, eps: float) -> float:
+    """``num / (den + eps)``, with ``0 / 0`` (only possible for ``eps = 0``) taken as 0."""
+    den = den + eps
+    return num / den if den != 0 else 0.0
+
+
+def _angle(w: float, h: float) -> float:
+    """``atan(w / h)``; ``pi / 2`` for ``h = 0 < w``, 0 for a point."""
+    if h > 0:
+        return math.atan(w / h)
+    return math.pi / 2 if w > 0 else 0.0
 
 
 class _Pair:
@@ -39,8 +56,8 @@ class _Pair:
         inter_h = max(0.0, min(y2, gy2) - max(y1, gy1))
         inter = inter_w * inter_h
         self.union = self.w * self.h + self.wg * self.hg - inter
-        denom = self.union + eps
-        self.iou = inter / denom if denom != 0 else math.nan  # 0/0 only when eps == 0
+        self.inter = inter
+        self.iou = _div(inter, self.union, eps)
         self.cw = max(x2, gx2) - min(x1, gx1)
         self.ch = max(y2, gy2) - min(y1, gy1)
         self.dx = (x1 + x2) / 2 - (gx1 + gx2) / 2
@@ -76,14 +93,50 @@ def _per_pair(pred, target, eps, reduction, fn) -> np.ndarray:
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
-def box_iou(boxes1, boxes2, eps=1e-7):
-    """``(N, M)`` matrix of ``intersection / (union + eps)``, by a double loop."""
+def _matrix(boxes1, boxes2, eps, fn) -> np.ndarray:
+    """``(N, M)`` matrix of ``fn(pair)`` over every pair, by a double loop."""
     b1, b2 = as_float(boxes1), as_float(boxes2)
     out = np.zeros((b1.shape[0], b2.shape[0]))
     for i in range(b1.shape[0]):
         for j in range(b2.shape[0]):
-            out[i, j] = _Pair(b1[i], b2[j], eps).iou
+            out[i, j] = fn(_Pair(b1[i], b2[j], eps))
     return out
+
+
+def box_iou_matrix(boxes1, boxes2, eps=0.0):
+    """``intersection / (union + eps)`` for every pair (``0 / 0`` is 0)."""
+    return _matrix(boxes1, boxes2, eps, lambda g: g.iou)
+
+
+box_iou = box_iou_matrix
+
+
+def giou_matrix(boxes1, boxes2, eps=0.0):
+    """``IoU - (C - U) / (C + eps)`` for every pair, ``C`` the enclosing area."""
+    return _matrix(
+        boxes1, boxes2, eps, lambda g: g.iou - _div(g.cw * g.ch - g.union, g.cw * g.ch, eps)
+    )
+
+
+def _diou(g: _Pair, eps: float) -> float:
+    exact_iou = _div(g.inter, g.union, 0.0)  # torchvision: eps on the diagonal only
+    return exact_iou - _div(g.dx**2 + g.dy**2, g.cw**2 + g.ch**2, eps)
+
+
+def diou_matrix(boxes1, boxes2, eps=1e-7):
+    """``IoU - rho^2 / (c^2 + eps)`` for every pair (the IoU exact)."""
+    return _matrix(boxes1, boxes2, eps, lambda g: _diou(g, eps))
+
+
+def ciou_matrix(boxes1, boxes2, eps=1e-7, detach_alpha=True):
+    """``DIoU - alpha v`` for every pair; ``detach_alpha`` changes gradients only."""
+
+    def one(g: _Pair) -> float:
+        exact_iou = _div(g.inter, g.union, 0.0)
+        v = 4.0 / math.pi**2 * (_angle(g.w, g.h) - _angle(g.wg, g.hg)) ** 2
+        return _diou(g, eps) - _div(v, 1.0 - exact_iou + v, eps) * v
+
+    return _matrix(boxes1, boxes2, eps, one)
 
 
 def iou_loss(pred, target, eps=1e-7, reduction="mean"):
@@ -110,7 +163,7 @@ def ciou_loss(pred, target, eps=1e-7, reduction="mean", detach_alpha=True):
     """DIoU + ``alpha v``; ``detach_alpha`` only changes gradients, not the value."""
 
     def one(g: _Pair) -> float:
-        v = 4.0 / math.pi**2 * (math.atan(g.wg / (g.hg + eps)) - math.atan(g.w / (g.h + eps))) ** 2
+        v = 4.0 / math.pi**2 * (_angle(g.wg, g.hg) - _angle(g.w, g.h)) ** 2
         alpha = v / (1.0 - g.iou + v + eps)
         return 1.0 - g.iou + g.centre_term() + alpha * v
 

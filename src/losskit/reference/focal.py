@@ -23,36 +23,72 @@ def _alpha_t(y: np.ndarray, alpha: float) -> np.ndarray | float:
     return alpha * y + (1.0 - alpha) * (1.0 - y) if alpha >= 0 else 1.0
 
 
-def sigmoid_focal_loss(input, target, alpha=0.25, gamma=2.0, reduction="mean"):
-    """``alpha_t (1 - p_t)^gamma BCE(x, y)`` with ``1 - p_t = (1 - y) σ(x) + y σ(-x)``."""
-    x, y = as_float(input), as_float(target)
+def _binary_parts(target, weight, pos_weight, ignore_index, shape):
+    """Labels (ignored ones set to 0), the kept mask, and weight / pos_weight broadcast."""
+    y = as_float(target)
+    keep = np.ones(shape, dtype=bool) if ignore_index is None else y != ignore_index
+    y = np.where(keep, y, 0.0)
+    w = np.ones(shape) if weight is None else np.broadcast_to(as_float(weight), shape)
+    pw = np.ones(shape) if pos_weight is None else np.broadcast_to(as_float(pos_weight), shape)
+    return y, keep, w, pw
+
+
+def sigmoid_focal_loss(
+    input,
+    target,
+    alpha=0.25,
+    gamma=2.0,
+    reduction="mean",
+    weight=None,
+    pos_weight=None,
+    ignore_index=None,
+):
+    """``w alpha_t (1 - p_t)^gamma BCE_pw(x, y)``, ``1 - p_t = (1 - y) σ(x) + y σ(-x)``,
+    ``BCE_pw = -[pw y log σ(x) + (1 - y) log σ(-x)]``; ignored elements are left out (``mean``
+    over the kept ones, 0 in ``none``)."""
+    x = as_float(input)
+    y, keep, w, pw = _binary_parts(target, weight, pos_weight, ignore_index, x.shape)
     q = (1.0 - y) * sigmoid(x) + y * sigmoid(-x)
-    ce = -(y * log_sigmoid(x) + (1.0 - y) * log_sigmoid(-x))
-    loss = _alpha_t(y, alpha) * q**gamma * ce
+    ce = -(pw * y * log_sigmoid(x) + (1.0 - y) * log_sigmoid(-x))
+    loss = np.where(keep, w * _alpha_t(y, alpha) * q**gamma * ce, 0.0)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(loss.sum() / keep.sum())
     return reduce(loss, reduction)
 
 
 def sigmoid_focal_loss_grad(
-    input, target, alpha=0.25, gamma=2.0, reduction="mean", grad_output=None
+    input,
+    target,
+    alpha=0.25,
+    gamma=2.0,
+    reduction="mean",
+    weight=None,
+    pos_weight=None,
+    ignore_index=None,
+    grad_output=None,
 ):
-    """``d loss/dx = alpha_t [gamma q^gamma (1 - 2y) σ(x) σ(-x) / q · CE + q^gamma (σ(x) - y)]``.
+    """``d loss/dx = w alpha_t [gamma q^gamma (1 - 2y) σ(x) σ(-x) / q · CE + q^gamma dCE]``.
 
-    ``q = 1 - p_t``, ``dq/dx = (1 - 2y) σ(x) σ(-x)``; the ratio ``σ(x) σ(-x) / q`` (at most 1) is
-    taken in log space, so the gradient is finite where ``q`` underflows, for any ``gamma >= 0``.
+    ``q = 1 - p_t``, ``dq/dx = (1 - 2y) σ(x) σ(-x)``, ``dCE = (1 - y) σ(x) - pw y σ(-x)``; the
+    ratio ``σ(x) σ(-x) / q`` (at most 1) is taken in log space, so the gradient is finite where
+    ``q`` underflows, for any ``gamma >= 0``. Ignored elements: 0.
     """
-    x, y = as_float(input), as_float(target)
+    x = as_float(input)
+    y, keep, w, pw = _binary_parts(target, weight, pos_weight, ignore_index, x.shape)
     with np.errstate(divide="ignore"):
         log_q = np.logaddexp(log_sigmoid(x) + np.log1p(-y), log_sigmoid(-x) + np.log(y))
     q_gamma = np.exp(gamma * log_q)
     ratio = np.exp(log_sigmoid(x) + log_sigmoid(-x) - log_q)
-    ce = -(y * log_sigmoid(x) + (1.0 - y) * log_sigmoid(-x))
+    ce = -(pw * y * log_sigmoid(x) + (1.0 - y) * log_sigmoid(-x))
     # σ(x) - y written as (1 - y) σ(x) - y σ(-x): no cancellation as σ(x) -> y.
-    dce = (1.0 - y) * sigmoid(x) - y * sigmoid(-x)
+    dce = (1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x)
     g = gamma * q_gamma * (1.0 - 2.0 * y) * ratio * ce + q_gamma * dce
-    g = _alpha_t(y, alpha) * g
+    g = np.where(keep, w * _alpha_t(y, alpha) * g, 0.0)
     if reduction == "none":
         return g * upstream(grad_output, x.shape)
-    scale = 1.0 / x.size if reduction == "mean" else 1.0
+    count = keep.sum()
+    scale = (1.0 / count if count else 0.0) if reduction == "mean" else 1.0
     return g * scale * float(upstream(grad_output, ()))
 
 
@@ -109,12 +145,13 @@ def softmax_focal_loss_grad(
 ):
     """``d loss_i/dx_c = alpha_y (δ_cy - p_c) u^gamma [gamma p_y log(p_y) / u - 1]``, ``u = 1 - p_y``.
 
-    With ``s = sum_{c != y} exp(x_c - x_y)``: ``u = s / (1 + s)`` and
-    ``log(p_y) / u = -log1p(s) (1 + s) / s``, whose limit at ``s = 0`` is ``-1``.
+    Everything from ``t = log s``, ``s = sum_{c != y} exp(x_c - x_y)`` (a logsumexp, finite at
+    logits ±1e4): ``-log p_y = log1p(s) = logaddexp(0, t)``, ``log u = t - logaddexp(0, t)``,
+    and ``-log(p_y) / u = log1p(s) (1 + s) / s`` (limit 1 at ``s = 0``); ``δ_yy - p_y = u``.
     """
     x = as_float(input)
     rows = _classes_last(x)
-    p = np.exp(log_softmax(rows, axis=1))
+    log_p = log_softmax(rows, axis=1)
     n, c = rows.shape
     w = _class_weights(alpha, c)
     t = np.asarray(target).reshape(-1).astype(np.int64)
@@ -124,12 +161,22 @@ def softmax_focal_loss_grad(
         if t[i] == ignore_index:
             continue
         y = t[i]
-        s = np.sum(np.exp(np.delete(rows[i], y) - rows[i, y]))
-        u = s / (1.0 + s)
-        log_p_over_u = -1.0 if s == 0.0 else -np.log1p(s) * (1.0 + s) / s
-        delta_minus_p = -p[i].copy()
-        delta_minus_p[y] += 1.0
-        g[i] = w[y] * delta_minus_p * u**gamma * (gamma * p[i, y] * log_p_over_u - 1.0)
+        others = np.delete(rows[i], y) - rows[i, y]
+        if others.size == 0:  # one class: u = 0, the loss and its gradient are 0
+            weight_sum += w[y]
+            continue
+        log_s = np.max(others) + np.log(np.sum(np.exp(others - np.max(others))))
+        nll = np.logaddexp(0.0, log_s)  # -log p_y
+        u = np.exp(log_s - nll)
+        p_y = np.exp(-nll)
+        if log_s < 0.0:
+            s = np.exp(log_s)
+            nll_over_u = np.log1p(s) * (1.0 + s) / s if s > 0.0 else 1.0
+        else:
+            nll_over_u = nll / u
+        delta_minus_p = -np.exp(log_p[i])
+        delta_minus_p[y] = u
+        g[i] = -w[y] * delta_minus_p * u**gamma * (gamma * p_y * nll_over_u + 1.0)
         weight_sum += w[y]
     if reduction == "none":
         go = upstream(grad_output, _positions_shape(x)).reshape(-1, 1)

@@ -49,18 +49,32 @@ def _base_samples(g: torch.Generator, kwargs: dict[str, Any]) -> list[Sample]:
     b = random_boxes(g, 2, 3)
     small = random_boxes(g, 4, scale=2.0, min_size=0.05)
     return [
-        Sample((p, jittered(g, p, 0.1)), dict(kwargs), desc="(N, 4), overlapping"),
+        Sample(args=(p, jittered(g, p, 0.1)), kwargs=dict(kwargs), desc="(N, 4), overlapping"),
         Sample(
-            (random_boxes(g, 6), random_boxes(g, 6)), dict(kwargs), desc="(N, 4), many disjoint"
+            args=(random_boxes(g, 6), random_boxes(g, 6)),
+            kwargs=dict(kwargs),
+            desc="(N, 4), many disjoint",
         ),
-        Sample((b, jittered(g, b, 0.6)), dict(kwargs), desc="(B, N, 4)"),
-        Sample((random_boxes(g), random_boxes(g)), dict(kwargs), desc="one box (4,)"),
+        Sample(args=(b, jittered(g, b, 0.6)), kwargs=dict(kwargs), desc="(B, N, 4)"),
+        Sample(args=(random_boxes(g), random_boxes(g)), kwargs=dict(kwargs), desc="one box (4,)"),
         Sample(
-            (small, jittered(g, small, 0.2)),
-            {**kwargs, "eps": 1e-4},
+            args=(small, jittered(g, small, 0.2)),
+            kwargs={**kwargs, "eps": 1e-4},
             desc="small boxes, eps=1e-4",
         ),
     ]
+
+
+def _case(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    error: type[Exception],
+    match: str,
+    in_constructor: bool = False,
+) -> ErrorCase:
+    return ErrorCase(
+        args=args, kwargs=kwargs, error=error, match=match, in_constructor=in_constructor
+    )
 
 
 def _errors(extra: list[ErrorCase]) -> Callable[[], list[ErrorCase]]:
@@ -69,14 +83,14 @@ def _errors(extra: list[ErrorCase]) -> Callable[[], list[ErrorCase]]:
         bad_x = torch.tensor([[0.0, 0.0, 2.0, 2.0], [3.0, 1.0, 1.0, 4.0]])
         bad_y = torch.tensor([[0.0, 5.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
         return [
-            ErrorCase((p[:, :3], p[:, :3]), {}, ValueError, r"pred must have shape \(\.\.\., 4\)"),
-            ErrorCase((p, p[:1]), {}, ValueError, r"target size \(1, 4\).*pred size \(2, 4\)"),
-            ErrorCase((p.long(), p), {}, TypeError, r"pred must be a floating.*int64"),
-            ErrorCase((p, p.double()), {}, TypeError, r"pred and target must have the same dtype"),
-            ErrorCase((bad_x, p), {}, ValueError, r"pred has a box with x2 < x1.*\[3\.0, 1\.0"),
-            ErrorCase((p, bad_y), {}, ValueError, r"target has a box with x2 < x1 or y2 < y1"),
-            ErrorCase((p, p), {"eps": 0.0}, ValueError, r"eps must be in \(0, inf\)", "", True),
-            ErrorCase((p, p), {"eps": "1e-7"}, TypeError, r"eps must be a real number", "", True),
+            _case((p[:, :3], p[:, :3]), {}, ValueError, r"pred must have shape \(\.\.\., 4\)"),
+            _case((p, p[:1]), {}, ValueError, r"target size \(1, 4\).*pred size \(2, 4\)"),
+            _case((p.long(), p), {}, TypeError, r"pred must be a floating.*int64"),
+            _case((p, p.double()), {}, TypeError, r"pred and target must have the same dtype"),
+            _case((bad_x, p), {}, ValueError, r"pred has a box with x2 < x1.*\[3\.0, 1\.0"),
+            _case((p, bad_y), {}, ValueError, r"target has a box with x2 < x1 or y2 < y1"),
+            _case((p, p), {"eps": 0.0}, ValueError, r"eps must be in \(0, inf\)", True),
+            _case((p, p), {"eps": "1e-7"}, TypeError, r"eps must be a real number", True),
             *extra,
         ]
 
@@ -87,7 +101,7 @@ def _random(kwargs_fn: Callable[[torch.Generator], dict[str, Any]]):
     def sample(g: torch.Generator, n: int, c: int) -> Sample:
         p = random_boxes(g, n)
         t = jittered(g, p, 0.5) if c % 2 else random_boxes(g, n)
-        return Sample((p, t), kwargs_fn(g), desc=f"random n={n}")
+        return Sample(args=(p, t), kwargs=kwargs_fn(g), desc=f"random n={n}")
 
     return sample
 
@@ -138,10 +152,10 @@ _register(
 )
 _register(
     "ciou_loss",
-    "DIoU + alpha v,  v = 4/pi^2 (atan(wg/(hg+eps)) - atan(w/(h+eps)))^2",
+    "DIoU + alpha v,  v = 4/pi^2 (atan(wg/hg) - atan(w/h))^2",
     lnn.CIoULoss,
     lambda g: _base_samples(g, {"detach_alpha": False}),
-    [ErrorCase((_P, _P), {"detach_alpha": 1}, TypeError, r"detach_alpha must be a bool", "", True)],
+    [_case((_P, _P), {"detach_alpha": 1}, TypeError, r"detach_alpha must be a bool", True)],
     lambda g: {"detach_alpha": False},
 )
 _register(
@@ -156,8 +170,8 @@ def _focal_eiou_samples(g: torch.Generator) -> list[Sample]:
     p = random_boxes(g, 5)
     return [
         *_base_samples(g, {}),
-        Sample((p, jittered(g, p)), {"gamma": 0.0}, desc="gamma=0 (EIoU)"),
-        Sample((p, jittered(g, p)), {"gamma": 2.0}, desc="gamma=2"),
+        Sample(args=(p, jittered(g, p)), kwargs={"gamma": 0.0}, desc="gamma=0 (EIoU)"),
+        Sample(args=(p, jittered(g, p)), kwargs={"gamma": 2.0}, desc="gamma=2"),
     ]
 
 
@@ -166,7 +180,7 @@ _register(
     "IoU^gamma * EIoU",
     lnn.FocalEIoULoss,
     _focal_eiou_samples,
-    [ErrorCase((_P, _P), {"gamma": -0.5}, ValueError, r"gamma must be in \[0, inf\)", "", True)],
+    [_case((_P, _P), {"gamma": -0.5}, ValueError, r"gamma must be in \[0, inf\)", True)],
     lambda g: {"gamma": float(rand(g, 1, high=3.0))},
 )
 
@@ -175,8 +189,8 @@ def _alpha_iou_samples(g: torch.Generator) -> list[Sample]:
     p = random_boxes(g, 5)
     return [
         *_base_samples(g, {}),
-        Sample((p, jittered(g, p)), {"alpha": 0.5}, desc="alpha=0.5"),
-        Sample((p, jittered(g, p)), {"alpha": 1.0}, desc="alpha=1 (IoU loss)"),
+        Sample(args=(p, jittered(g, p)), kwargs={"alpha": 0.5}, desc="alpha=0.5"),
+        Sample(args=(p, jittered(g, p)), kwargs={"alpha": 1.0}, desc="alpha=1 (IoU loss)"),
     ]
 
 
@@ -185,7 +199,7 @@ _register(
     "1 - IoU^alpha",
     lnn.AlphaIoULoss,
     _alpha_iou_samples,
-    [ErrorCase((_P, _P), {"alpha": 0.0}, ValueError, r"alpha must be in \(0, inf\)", "", True)],
+    [_case((_P, _P), {"alpha": 0.0}, ValueError, r"alpha must be in \(0, inf\)", True)],
     lambda g: {"alpha": float(rand(g, 1, low=0.5, high=4.0))},
 )
 
@@ -194,8 +208,8 @@ def _siou_samples(g: torch.Generator) -> list[Sample]:
     p = random_boxes(g, 5)
     return [
         *_base_samples(g, {}),
-        Sample((p, jittered(g, p)), {"theta": 2.0}, desc="theta=2"),
-        Sample((p, jittered(g, p, 0.05)), {"theta": 6.0}, desc="theta=6, near targets"),
+        Sample(args=(p, jittered(g, p)), kwargs={"theta": 2.0}, desc="theta=2"),
+        Sample(args=(p, jittered(g, p, 0.05)), kwargs={"theta": 6.0}, desc="theta=6, near targets"),
     ]
 
 
@@ -204,7 +218,7 @@ _register(
     "1 - IoU + (distance cost(angle) + shape cost) / 2",
     lnn.SIoULoss,
     _siou_samples,
-    [ErrorCase((_P, _P), {"theta": -1.0}, ValueError, r"theta must be in \(0, inf\)", "", True)],
+    [_case((_P, _P), {"theta": -1.0}, ValueError, r"theta must be in \(0, inf\)", True)],
     lambda g: {"theta": float(rand(g, 1, low=2.0, high=6.0))},
 )
 _register(
@@ -213,12 +227,11 @@ _register(
     lnn.WIoULoss,
     lambda g: _base_samples(g, {"detach_enclosing": False}),
     [
-        ErrorCase(
+        _case(
             (_P, _P),
             {"detach_enclosing": None},
             TypeError,
             r"detach_enclosing must be a bool",
-            "",
             True,
         )
     ],
