@@ -16,6 +16,7 @@ from ._dispatch import BackendUnsupportedError, get_backend, use_backend
 from ._reduction import REDUCTIONS
 from .classification import *
 from .custom import *
+from .detection import *
 from .distillation import *
 from .divergence import *
 from .focal import *

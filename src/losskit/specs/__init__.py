@@ -3,6 +3,7 @@
 from . import (
     boxes,
     classification,
+    detection,
     distillation,
     divergence,
     focal,
