@@ -17,8 +17,8 @@ import torch
 import losskit
 from losskit import distillation as D
 from losskit import linear as L
-from losskit.kernels import dispatch, use_kernels
-from losskit.kernels.triplet.loss import maybe_batch_hard_mining, mine_batch_hard_torch
+from losskit.kernels import use_kernels
+from losskit.metric import batch_hard_triplets
 
 DEV = "cuda"
 ROWS: list[str] = []
@@ -32,7 +32,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def compare(name: str, fn, make, tol: float) -> None:
-    """fn(inputs) -> loss under both paths; compare loss and grads of the inputs with grad."""
+    """fn(inputs) -> loss through the public API, kernels forced then forbidden; compare loss and grads of the inputs with grad."""
     try:
         g = torch.Generator(device=DEV).manual_seed(0)
         ins = make(g)
@@ -72,11 +72,7 @@ def checks(quick: bool = False) -> None:
             for red in ("mean", "sum", "none"):
                 compare(
                     f"ce C={c} {dt} {red}",
-                    lambda x, t, w, red=red: (
-                        dispatch.maybe_cross_entropy(x, t, w, -100, red, 0.1)
-                        if dispatch.get_kernel_mode() == "always"
-                        else losskit.cross_entropy(x, t, w, -100, red, 0.1)
-                    ),
+                    lambda x, t, w, red=red: losskit.cross_entropy(x, t, w, -100, red, 0.1),
                     lambda g, c=c, dt=dt: (
                         randn(g, 64, c, dtype=dt, scale=3, grad=True),
                         targets(g, 64, c),
@@ -92,11 +88,7 @@ def checks(quick: bool = False) -> None:
         )
     compare(
         "ce K-dim (8, 21, 32, 32) f32",
-        lambda x, t: (
-            dispatch.maybe_cross_entropy(x, t)
-            if dispatch.get_kernel_mode() == "always"
-            else losskit.cross_entropy(x, t)
-        ),
+        lambda x, t: losskit.cross_entropy(x, t),
         lambda g: (
             randn(g, 8, 21, 32, 32, grad=True),
             torch.randint(0, 21, (8, 32, 32), device=DEV, generator=g),
@@ -106,11 +98,7 @@ def checks(quick: bool = False) -> None:
     for red in ("mean", "none"):
         compare(
             f"bce pos_weight (4096, 80) {red}",
-            lambda x, y, pw, red=red: (
-                dispatch.maybe_binary_cross_entropy_with_logits(x, y, None, red, pw)
-                if dispatch.get_kernel_mode() == "always"
-                else losskit.binary_cross_entropy_with_logits(x, y, None, red, pw)
-            ),
+            lambda x, y, pw, red=red: losskit.binary_cross_entropy_with_logits(x, y, None, red, pw),
             lambda g: (
                 randn(g, 4096, 80, scale=3, grad=True),
                 (torch.rand(4096, 80, device=DEV, generator=g) < 0.1).float(),
@@ -121,11 +109,7 @@ def checks(quick: bool = False) -> None:
         for gamma in (2.0, 0.5):
             compare(
                 f"focal gamma={gamma} (4096, 80) {red}",
-                lambda x, y, red=red, gamma=gamma: (
-                    dispatch.maybe_sigmoid_focal_loss(x, y, 0.25, gamma, red)
-                    if dispatch.get_kernel_mode() == "always"
-                    else losskit.sigmoid_focal_loss(x, y, 0.25, gamma, red)
-                ),
+                lambda x, y, red=red, gamma=gamma: losskit.sigmoid_focal_loss(x, y, 0.25, gamma, red),
                 lambda g: (
                     randn(g, 4096, 80, scale=3, grad=True),
                     torch.rand(4096, 80, device=DEV, generator=g),
@@ -134,11 +118,7 @@ def checks(quick: bool = False) -> None:
             )
         compare(
             f"kl_div (512, 1000) {red}",
-            lambda x, t, red=red: (
-                dispatch.maybe_kl_div(x, t, red)
-                if dispatch.get_kernel_mode() == "always"
-                else losskit.kl_div(x, t, red)
-            ),
+            lambda x, t, red=red: losskit.kl_div(x, t, red),
             lambda g: (
                 randn(g, 512, 1000, grad=True).log_softmax(1).detach().requires_grad_(),
                 randn(g, 512, 1000).softmax(1),
@@ -182,8 +162,9 @@ def checks(quick: bool = False) -> None:
         x = torch.randn(1000, 128, device=DEV, generator=g)
         labels = torch.randint(0, 100, (1000,), device=DEV, generator=g)
         with use_kernels("always"):
-            p1, n1 = maybe_batch_hard_mining(x, labels)
-        p2, n2 = mine_batch_hard_torch(x.double(), labels)
+            _, p1, n1 = batch_hard_triplets(x, labels)
+        with use_kernels("never"):
+            _, p2, n2 = batch_hard_triplets(x.double(), labels)
         ROWS.append(
             f"{'ok  ' if torch.equal(p1, p2) and torch.equal(n1, n2) else 'FAIL'} batch-hard mining B=1000 D=128 equal indices: {int((p1 == p2).sum())}/{int((n1 == n2).sum())}"
         )
@@ -225,7 +206,7 @@ def tune() -> None:
         k[0] += 1
         x.grad = None
         with use_kernels("always"):
-            dispatch.maybe_cross_entropy(x, t).backward()
+            losskit.cross_entropy(x, t).backward()
 
     best = None
     for block, warps, per_sm in (
@@ -278,7 +259,8 @@ def tune() -> None:
     kd.clear()
     x = randn(g, 4096, 512, grad=True)
     labels = torch.arange(4096, device=DEV) % 512
-    ref = mine_batch_hard_torch(x.detach().double(), labels)
+    with use_kernels("never"):
+        ref = batch_hard_triplets(x.detach().double(), labels)[1:]
     best = None
     for bm, bn, bd, prec, warps in (
         (32, 128, 32, "ieee", 4),
@@ -297,9 +279,9 @@ def tune() -> None:
         )
         with use_kernels("always"):
             try:
-                got = maybe_batch_hard_mining(x, labels)
+                got = batch_hard_triplets(x, labels)[1:]
                 same = int((got[0] == ref[0]).sum() + (got[1] == ref[1]).sum())
-                ms = time_ms(lambda: maybe_batch_hard_mining(x, labels))
+                ms = time_ms(lambda: batch_hard_triplets(x, labels))
             except Exception as e:
                 ROWS.append(f"tune mining {bm}x{bn}x{bd} {prec}: {type(e).__name__} {e}")
                 continue

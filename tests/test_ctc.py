@@ -9,6 +9,7 @@ with torch here, after ``log_softmax``, where both are the true gradient w.r.t. 
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -133,8 +134,9 @@ def test_grad_wrt_logits_matches_torch(case, reduction):
         torch.testing.assert_close(g_ours, g_theirs, rtol=tol, atol=tol)
 
 
-def test_grad_wrt_log_probs_is_torchs_minus_exp_log_probs():
-    """The documented difference: torch returns exp(log_probs) - posterior, we -posterior.
+def test_default_grad_is_torchs_and_exact_grad_is_torchs_minus_exp_log_probs():
+    """By default losskit's gradient is torch's; with exact_grad=True it is -posterior, where
+    torch returns exp(log_probs) - posterior.
 
     So ``torch_grad - our_grad = exp(log_probs) * grad_out[n]`` on the frames ``t < T_n`` that a
     sample reads, and both are 0 on the others."""
@@ -143,11 +145,13 @@ def test_grad_wrt_log_probs_is_torchs_minus_exp_log_probs():
     lp = _log_probs(3, 6, 2, 4)
     up = torch.tensor([0.7, -1.3], dtype=F64)
     grads = []
-    for fn in (losskit.ctc_loss, TF.ctc_loss):
+    exact = functools.partial(losskit.ctc_loss, exact_grad=True)
+    for fn in (exact, TF.ctc_loss, losskit.ctc_loss):
         x = lp.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(fn(x, targets, in_lens, tg_lens, reduction="none"), x, up)
         grads.append(g)
-    ours, theirs = grads
+    ours, theirs, default = grads
+    torch.testing.assert_close(default, theirs, rtol=1e-10, atol=1e-12)
     frames = (torch.arange(6)[:, None] < torch.tensor(in_lens)[None, :]).to(F64)  # (T, N)
     expected = ours + lp.exp() * (up * frames)[..., None]
     torch.testing.assert_close(theirs, expected, rtol=1e-10, atol=1e-12)
@@ -178,10 +182,12 @@ def test_safe_logsumexp_all_neg_inf_gives_neg_inf_and_zero_grad():
     torch.testing.assert_close(g[1:], torch.softmax(x.detach()[1:], dim=1))
 
 
-def test_impossible_alignment_is_inf_with_zero_nan_free_grad():
+def test_impossible_alignment_is_inf_with_zero_nan_free_grad_under_exact_grad():
     targets = torch.tensor([[1, 1], [1, 2]])
     x = _logits(4, 3, 2, 3)
-    loss = losskit.ctc_loss(x.log_softmax(2), targets, (2, 3), (2, 2), reduction="none")
+    loss = losskit.ctc_loss(
+        x.log_softmax(2), targets, (2, 3), (2, 2), reduction="none", exact_grad=True
+    )
     assert torch.isinf(loss[0]) and torch.isfinite(loss[1])
     (g,) = torch.autograd.grad(loss[0], x, retain_graph=True)
     assert g.eq(0).all()  # torch gives NaN here
@@ -203,7 +209,7 @@ def test_neg_inf_log_probs_give_finite_grad():
     lp = torch.cat([_log_probs(5, 5, 2, 3), torch.full((5, 2, 1), float("-inf"), dtype=F64)], 2)
     targets, in_lens, tg_lens = torch.tensor([[1, 2], [2, 2]]), (5, 5), (2, 2)
     x = lp.clone().requires_grad_(True)
-    loss = losskit.ctc_loss(x, targets, in_lens, tg_lens, reduction="sum")
+    loss = losskit.ctc_loss(x, targets, in_lens, tg_lens, reduction="sum", exact_grad=True)
     torch.testing.assert_close(loss, TF.ctc_loss(lp, targets, in_lens, tg_lens, reduction="sum"))
     (g,) = torch.autograd.grad(loss, x)
     ref = R.ctc_loss_grad(lp.numpy(), targets.numpy(), in_lens, tg_lens, reduction="sum")

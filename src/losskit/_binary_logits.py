@@ -13,8 +13,9 @@ twice their forward: this made sigmoid focal about 2.5x faster (forward + backwa
 CPU) and BCE-with-logits a little. Under ``create_graph=True`` the backward recomputes the closed
 form with autograd recording, so the gradient can be differentiated again (``gradgradcheck``;
 in the saturated tails the second derivative has autograd's usual cancellation in
-``σ'(x) = σ(x)(1 - σ(x))``, as torch's). Gradients for the target or ``pos_weight``, and every
-``torch.func`` transform, differentiate :func:`_autograd_terms`, the same formula in plain ops.
+``σ'(x) = σ(x)(1 - σ(x))``, as torch's). Gradients for the target or ``pos_weight``, every
+``torch.func`` transform and ``torch.compile`` tracing (the Function's ``jvp`` would break the
+graph) differentiate :func:`_autograd_terms`, the same formula in plain ops.
 
 Both forms take ``log σ(±x)`` from ``logsigmoid`` and ``σ(±x)`` separately (never ``1 - σ(x)``): the loss
 and its gradient keep their relative precision where they are tiny (``x = -20``, ``y = 0``).
@@ -49,7 +50,9 @@ def binary_logit_loss(
     x, y = x.to(dtype), y.to(dtype)
     grad_mode = torch.is_grad_enabled()
     target_grad = y.requires_grad or (pos_weight is not None and pos_weight.requires_grad)
-    if grad_mode and (target_grad or functorch_active()):
+    # Under torch.compile too: the custom Function (its jvp) would break the graph, and the
+    # compiler fuses the plain ops anyway.
+    if grad_mode and (target_grad or functorch_active() or torch.compiler.is_compiling()):
         return _autograd_terms(x, y, pos_weight, alpha, gamma)
     if not (grad_mode and x.requires_grad):  # no gradient will be asked for
         return _value_and_grad(x, y, pos_weight, alpha, gamma, need_grad=False)[0]

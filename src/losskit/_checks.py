@@ -4,9 +4,12 @@ Each check raises ``TypeError`` / ``ValueError`` / ``IndexError`` with a message
 argument, what was received and what was expected. Where losskit mirrors a torch loss, the wording
 follows torch's so that existing ``pytest.raises(match=...)`` patterns keep working.
 
-Checks that must read tensor values (class index in range, probabilities in [0, 1]) synchronise
-with the device. They are on by default, so that a bad target is a Python exception even on CUDA
-instead of a device-side assert; ``set_checks("shapes")`` turns them off for speed.
+Argument checks (types, shapes, hyper-parameters) are plain Python and cost a few microseconds.
+Checks that must read tensor values (class index in range, probabilities in [0, 1]) reduce the
+tensor once and synchronise with the device; they follow :func:`set_checks` and never run while
+``torch.compile`` traces. On the CPU, where torch's own op already rejects the same values, a
+loss running that op leaves the check to it and only rewords its error (see
+:func:`value_check_needed`).
 """
 
 from __future__ import annotations
@@ -17,30 +20,50 @@ from collections.abc import Sequence
 import torch
 
 from ._autograd import functorch_active
-
-_CHECK_LEVELS = ("all", "shapes")
-_check_level = "all"
+from ._dispatch import CHECK_LEVELS, set_switch, state
 
 
-def set_checks(level: str) -> None:
-    """Choose which argument checks run.
+def set_checks(level: str):
+    """Choose which argument checks run, in this thread; also a context manager.
 
-    ``"all"`` (default): shape, dtype, parameter *and* value checks (the latter read tensor values,
-    which synchronises a CUDA stream). ``"shapes"``: skip the value checks.
+    ``"all"`` (default): shape, dtype, parameter *and* value checks. The value checks read tensor
+    values (class index in range, probabilities in [0, 1]), once per call in one reduction, which
+    synchronises a CUDA stream; they are what turns a bad CUDA target into a Python ``IndexError``
+    instead of a device-side assert. ``"shapes"``: skip the value checks (no host
+    synchronisation).
+
+    Value checks are also skipped while ``torch.compile`` traces (``torch.compiler.is_compiling()``):
+    reading a value there would break the graph, so a compiled loss behaves as under
+    ``"shapes"``; on the CPU torch's own ops still reject out-of-range class indices there. Inside
+    ``torch.func.vmap`` they are skipped too (values cannot be read).
+
+    The level is set at once and per thread; ``with set_checks("shapes"): ...`` restores the
+    previous level at the end of the block.
     """
-    global _check_level
-    if level not in _CHECK_LEVELS:
-        raise ValueError(f"set_checks() got level={level!r}; expected one of {_CHECK_LEVELS}")
-    _check_level = level
+    return set_switch("checks", level, CHECK_LEVELS, "set_checks")
 
 
 def get_checks() -> str:
-    """The current check level (see :func:`set_checks`)."""
-    return _check_level
+    """The check level of this thread (see :func:`set_checks`)."""
+    return state.checks
 
 
 def value_checks_enabled() -> bool:
-    return _check_level == "all"
+    """Whether value checks run: level ``"all"`` and not inside ``torch.compile`` tracing."""
+    return state.checks == "all" and not torch.compiler.is_compiling()
+
+
+def value_check_needed(t: torch.Tensor, native_rejects: bool = True) -> bool:
+    """Whether a value check of ``t`` must run here.
+
+    ``native_rejects``: the loss's torch backend itself rejects these values on the CPU (with an
+    error the functional rewords). Then the check is left to it when ``t`` is on the CPU and the
+    torch backend may run (backend ``auto`` or ``torch``); a pinned ``formula`` or ``kernel``
+    backend still gets the check.
+    """
+    if state.checks != "all" or torch.compiler.is_compiling() or t.numel() == 0:
+        return False
+    return not (native_rejects and t.is_cpu and state.backend in ("auto", "torch"))
 
 
 def any_true(mask: torch.Tensor) -> bool:
@@ -190,18 +213,37 @@ def check_same_device(
 
 
 def check_class_indices(
-    target: torch.Tensor, num_classes: int, ignore_index: int | None = None
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = None,
+    native_rejects: bool = False,
 ) -> None:
     """Raise ``IndexError`` if a (non-ignored) class index is outside ``[0, num_classes)``.
 
-    Reads the target, so it is skipped under ``set_checks("shapes")``.
+    Reads the target (one reduction), so it follows :func:`value_check_needed`;
+    ``native_rejects``: torch's CPU op of the loss rejects such an index itself (the functional
+    then rewords torch's error with :func:`raise_class_index_error`).
     """
-    if not value_checks_enabled() or target.numel() == 0:
+    if not value_check_needed(target, native_rejects):
         return
     bad = (target < 0) | (target >= num_classes)
     if ignore_index is not None:
         bad &= target != ignore_index
     if any_true(bad):
+        raise_class_index_error(target, num_classes, ignore_index)
+
+
+def raise_class_index_error(
+    target: torch.Tensor, num_classes: int, ignore_index: int | None = None, low: int = 0
+) -> None:
+    """Raise the ``IndexError`` naming the first index outside ``[low, num_classes)``, if any.
+
+    Called once a check (ours or torch's) has failed, so its cost does not matter.
+    """
+    bad = (target < low) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    if bool(bad.any()):
         first = int(target[bad].flatten()[0])
         raise IndexError(
             f"Target {first} is out of bounds: class indices must be in [0, {num_classes})"
@@ -209,17 +251,34 @@ def check_class_indices(
         )
 
 
-def check_values_in(name: str, t: torch.Tensor, low: float, high: float) -> None:
+def check_values_in(
+    name: str, t: torch.Tensor, low: float, high: float, native_rejects: bool = False
+) -> None:
     """Raise ``ValueError`` if an element of ``t`` lies outside ``[low, high]`` (NaN included)."""
-    if not value_checks_enabled() or t.numel() == 0:
+    check_all_values_in({name: t}, low, high, native_rejects)
+
+
+def check_all_values_in(
+    tensors: dict[str, torch.Tensor], low: float, high: float, native_rejects: bool = False
+) -> None:
+    """:func:`check_values_in` for several tensors with one read of the device.
+
+    One ``aminmax`` per tensor (it propagates NaN, which fails both comparisons) and one
+    transfer of all the extremes; the element-wise test only runs to name an offending value.
+    """
+    named = [(n, t) for n, t in tensors.items() if value_check_needed(t, native_rejects)]
+    if not named:
         return
-    # One pass over t (aminmax propagates NaN, which fails both comparisons); the elementwise
-    # test below only runs to name an offending value.
-    lowest, highest = torch.aminmax(t)
-    if not any_true(~((lowest >= low) & (highest <= high))):
-        return
-    bad = ~((t >= low) & (t <= high))
-    if any_true(bad):
+    try:
+        extremes = torch.stack([e for _, t in named for e in torch.aminmax(t)]).tolist()
+    except RuntimeError:
+        if functorch_active():  # values cannot be read inside vmap
+            return
+        raise
+    for k, (name, t) in enumerate(named):
+        if extremes[2 * k] >= low and extremes[2 * k + 1] <= high:
+            continue
+        bad = ~((t >= low) & (t <= high))
         first = float(t[bad].flatten()[0])
         raise ValueError(
             f"all elements of {name} should be between {low:g} and {high:g}, found {first!r}"

@@ -157,6 +157,13 @@ def _tensors(args: Iterable[Any], kwargs: Mapping[str, Any]) -> list[torch.Tenso
     return found
 
 
+def _any_cuda(args: Iterable[Any], kwargs: Mapping[str, Any]) -> bool:
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.is_cuda:
+            return True
+    return any(isinstance(v, torch.Tensor) and v.is_cuda for v in kwargs.values())
+
+
 def kernel_problem(tensors: list[torch.Tensor], forced: bool) -> str | None:
     """Why no kernel can run on these tensors (device, triton, transforms, tracing), or None."""
     devices = {t.device for t in tensors}
@@ -183,7 +190,7 @@ class Backends:
     ``refuses`` maps a backend name to its rule: ``rule(*args, **kwargs) -> reason | None``.
     """
 
-    __slots__ = ("formula", "kernel", "name", "refuses", "torch")
+    __slots__ = ("_cpu_order", "formula", "kernel", "name", "prefer", "refuses", "torch")
 
     def __init__(
         self,
@@ -193,6 +200,7 @@ class Backends:
         formula: Callable[..., Any] | None = None,
         kernel: Callable[..., Any] | None = None,
         refuses: Mapping[str, Callable[..., str | None]] | None = None,
+        prefer: str | None = None,
     ) -> None:
         if torch is None and formula is None:
             raise ValueError(f"{name}: a loss needs a torch or a formula backend")
@@ -204,6 +212,20 @@ class Backends:
         unknown = set(self.refuses) - set(self.names)
         if unknown:
             raise ValueError(f"{name}: refusal rules for undeclared backends {sorted(unknown)}")
+        if prefer is not None and (prefer not in ("torch", "formula") or prefer not in self.names):
+            raise ValueError(
+                f"{name}: prefer={prefer!r} must name a declared torch/formula backend"
+            )
+        # ``prefer="formula"``: a mirror whose own formula is the better default (documented at
+        # the loss), with torch's op still pinnable.
+        self.prefer = prefer
+        order = ("formula", "torch") if prefer == "formula" else ("torch", "formula")
+        # The non-kernel backends auto mode tries, in order, each with its rule (or None).
+        self._cpu_order = tuple(
+            (getattr(self, b), self.refuses.get(b), b)
+            for b in order
+            if getattr(self, b) is not None
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -211,38 +233,39 @@ class Backends:
         return tuple(b for b in BACKEND_NAMES if getattr(self, b) is not None)
 
     def default(self) -> str:
-        """The backend ``auto`` mode picks on the CPU (torch when declared, else formula)."""
-        return "torch" if self.torch is not None else "formula"
+        """The backend ``auto`` mode picks on the CPU when no rule refuses the call."""
+        return self._cpu_order[0][2]
 
     def refusal(self, backend: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
         rule = self.refuses.get(backend)
         return None if rule is None else rule(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        pinned = state.backend
-        if pinned != "auto":
-            return self._run_pinned(pinned, args, kwargs)
-        if self.kernel is not None and self._kernel_wanted(args, kwargs):
-            return self.kernel(*args, **kwargs)
-        if self.torch is not None and (
-            "torch" not in self.refuses or self.refuses["torch"](*args, **kwargs) is None
+        # The hot path of every loss call: a few attribute reads on the CPU (no list is built
+        # unless a kernel could run), so a torch mirror costs about what torch's op costs.
+        if state.backend != "auto":
+            return self._run_pinned(state.backend, args, kwargs)
+        if (
+            self.kernel is not None
+            and state.kernels != "never"
+            and self._kernel_wanted(args, kwargs)
         ):
-            return self.torch(*args, **kwargs)
-        if self.formula is None:  # torch refused and there is nothing else
-            raise BackendUnsupportedError(
-                f"{self.name}: {self.refusal('torch', args, kwargs)}"
-            )
-        return self.formula(*args, **kwargs)
+            return self.kernel(*args, **kwargs)
+        reason = None
+        for fn, rule, _ in self._cpu_order:
+            if rule is None:
+                return fn(*args, **kwargs)
+            reason = rule(*args, **kwargs)
+            if reason is None:
+                return fn(*args, **kwargs)
+        raise BackendUnsupportedError(f"{self.name}: {reason}")
 
     def _kernel_wanted(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
-        mode = state.kernels
-        if mode == "never":
+        forced = state.kernels == "always"
+        # The cheap test first: in auto mode, no CUDA tensor means no kernel; look no further.
+        if not forced and not _any_cuda(args, kwargs):
             return False
-        forced = mode == "always"
         tensors = _tensors(args, kwargs)
-        # The cheap test first: on CPU tensors in auto mode nothing else needs to be looked at.
-        if not forced and not any(t.is_cuda for t in tensors):
-            return False
         reason = kernel_problem(tensors, forced) or self.refusal("kernel", args, kwargs)
         if reason is None:
             return True

@@ -8,6 +8,8 @@ import torch
 
 REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
 REDUCTIONS_WITH_BATCHMEAN: tuple[str, ...] = ("none", "mean", "sum", "batchmean")
+# torch's integer codes of the reductions, as its native ops (torch._C._nn.*) take them.
+REDUCTION_ENUM: dict[str, int] = {"none": 0, "mean": 1, "sum": 2}
 
 
 def check_reduction(reduction: object, allowed: Sequence[str] = REDUCTIONS) -> str:
@@ -18,7 +20,7 @@ def check_reduction(reduction: object, allowed: Sequence[str] = REDUCTIONS) -> s
     """
     if not isinstance(reduction, str) or reduction not in allowed:
         raise ValueError(
-            f"{reduction!r} is not a valid value for reduction; expected one of "
+            f"Invalid reduction: {reduction!r} is not a valid value for reduction; expected one of "
             + ", ".join(repr(r) for r in allowed)
         )
     return reduction

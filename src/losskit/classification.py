@@ -1,18 +1,22 @@
 """Classification losses mirroring ``torch.nn.functional``: cross entropy, NLL, binary cross entropy.
 
-Each function validates its arguments (see :mod:`losskit._checks`), computes in float32 for
-float16/bfloat16 inputs and returns the input's dtype.
+Each function validates its arguments (see :mod:`losskit._checks`), then calls its
+:class:`~losskit._dispatch.Backends` record: torch's own native op (float16/bfloat16 inputs
+computed in float32 around it and returned in their dtype), or on CUDA the fused Triton kernel of
+cross entropy and BCE-with-logits. On the CPU the value checks that torch's op already makes
+(class index in range, probabilities in [0, 1]) are left to it; its error is reworded into
+losskit's (an ``IndexError`` / ``ValueError`` naming the value).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.autograd.forward_ad as _fwad
 import torch.nn.functional as F
 
 from ._binary_logits import binary_logit_loss
 from ._checks import (
+    check_all_values_in,
     check_broadcasts_to,
     check_class_indices,
     check_class_weight,
@@ -23,11 +27,15 @@ from ._checks import (
     check_same_device,
     check_same_shape,
     check_tensor,
-    check_values_in,
+    raise_class_index_error,
 )
-from ._precision import upcast
-from ._reduction import check_reduction, reduce, weighted_mean
-from .kernels import dispatch as _kernels
+from ._dispatch import Backends
+from ._precision import compute_as, compute_input, restore, upcast
+from ._reduction import REDUCTION_ENUM, check_reduction, reduce
+from .kernels.binary.rules import bce_with_logits_kernel, bce_with_logits_refuses
+from .kernels.cross_entropy.rules import cross_entropy_kernel, cross_entropy_refuses
+
+_nn = torch._C._nn
 
 __all__ = [
     "binary_cross_entropy",
@@ -39,8 +47,8 @@ __all__ = [
 
 
 def _index_target_shape(input: torch.Tensor) -> tuple[int, ...]:
-    # (N, C, d1, ..., dK) -> (N, d1, ..., dK)
-    return (input.shape[0], *input.shape[2:])
+    # (N, C, d1, ..., dK) -> (N, d1, ..., dK); an unbatched (C,) -> ()
+    return (input.shape[0], *input.shape[2:]) if input.dim() > 1 else ()
 
 
 def _check_class_input(input: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +66,8 @@ def _check_class_input(input: object, target: object) -> tuple[torch.Tensor, tor
 
 
 def _check_index_target(input: torch.Tensor, target: torch.Tensor) -> None:
+    if input.dim() == 2 and target.dim() == 1 and target.shape[0] == input.shape[0]:
+        return  # the common (N, C) case, without building shapes
     expected = _index_target_shape(input)
     if tuple(target.shape) != expected:
         raise ValueError(
@@ -66,59 +76,45 @@ def _check_index_target(input: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
-def _nll_from_log_probs(
-    log_probs: torch.Tensor,
+def _num_classes(input: torch.Tensor) -> int:
+    return input.shape[1 if input.dim() > 1 else 0]
+
+
+def _long(target: torch.Tensor) -> torch.Tensor:
+    """Class indices as int64 (torch's ops take no other width; losskit takes any integer)."""
+    return target if target.dtype == torch.int64 else target.long()
+
+
+def _cross_entropy_torch(
+    input: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None,
     ignore_index: int,
     reduction: str,
-    label_smoothing: float = 0.0,
+    label_smoothing: float,
 ) -> torch.Tensor:
-    """NLL of class-index targets on (N, C, d1..dK) log-probabilities, with label smoothing.
+    x = compute_input(input)
+    try:
+        out = _nn.cross_entropy_loss(
+            x,
+            compute_as(target, x.dtype) if target.is_floating_point() else _long(target),
+            compute_as(weight, x.dtype),
+            REDUCTION_ENUM[reduction],
+            ignore_index,
+            label_smoothing,
+        )
+    except IndexError:  # torch's "Target 3 is out of bounds.": say more
+        raise_class_index_error(target, _num_classes(input), ignore_index)
+        raise
+    return restore(out, input.dtype)
 
-    ``loss_i = w[y_i] * (-(1 - eps) * logp[i, y_i]) + eps / C * sum_c w[c] * (-logp[i, c])``;
-    ``mean`` divides by the summed weight ``w[y_i]`` of the non-ignored targets (NaN if none).
-    """
-    num_classes = log_probs.shape[1]
-    keep = target != ignore_index
-    safe_target = torch.where(keep, target, 0).long()
-    if num_classes:
-        picked = log_probs.gather(1, safe_target.unsqueeze(1)).squeeze(1)
-    else:  # no class at all: every target is ignored (checked), and there is nothing to pick
-        picked = log_probs.sum(1)  # zeros, still attached to the graph
-    if weight is None:
-        target_weight = keep.to(log_probs.dtype)
-    else:
-        target_weight = weight[safe_target] * keep
-    zero = log_probs.new_zeros(())
-    # where(), not a product with the mask: an ignored row may hold -inf log-probabilities.
-    nll = torch.where(keep, -picked * target_weight, zero)
 
-    if label_smoothing > 0.0:
-        # eps / C; with no class at all (every target ignored) torch's 0/0 gives NaN.
-        smoothing_per_class = label_smoothing / num_classes if num_classes else math.nan
-        shape = [1, num_classes] + [1] * (log_probs.dim() - 2)
-        weighted = log_probs if weight is None else log_probs * weight.view(shape)
-        smooth = torch.where(keep, -weighted.sum(1), zero)
-    else:
-        smooth = None
-
-    if reduction == "none":
-        loss = nll
-        if smooth is not None:
-            loss = (1.0 - label_smoothing) * nll + smoothing_per_class * smooth
-        return loss
-    if reduction == "sum":
-        total = nll.sum()
-        if smooth is not None:
-            total = (1.0 - label_smoothing) * total + smoothing_per_class * smooth.sum()
-        return total
-    # mean
-    mean = weighted_mean(nll, target_weight)
-    if smooth is not None:
-        smooth_mean = weighted_mean(smooth, target_weight)
-        mean = (1.0 - label_smoothing) * mean + smoothing_per_class * smooth_mean
-    return mean
+_CROSS_ENTROPY = Backends(
+    "cross_entropy",
+    torch=_cross_entropy_torch,
+    kernel=cross_entropy_kernel,
+    refuses={"kernel": cross_entropy_refuses},
+)
 
 
 def cross_entropy(
@@ -170,14 +166,8 @@ def cross_entropy(
     ignore_index = check_int("ignore_index", ignore_index)
     label_smoothing = check_range("label_smoothing", label_smoothing, 0.0, 1.0)
     weight = check_optional_floating("weight", weight)
-    unbatched = input.dim() == 1
-    if unbatched:  # (C,) input: a batch of one
-        input = input.unsqueeze(0)
-        target = target.unsqueeze(0)
-    num_classes = input.shape[1]
+    num_classes = _num_classes(input)
     check_class_weight(weight, num_classes, input)
-
-    w = upcast(weight)
     if target.is_floating_point():
         check_same_shape("input", input, "target", target)
         if ignore_index != -100:  # as torch: a probability target has no index to ignore
@@ -185,28 +175,34 @@ def cross_entropy(
                 "ignore_index is not supported for class-probability (floating) targets, "
                 f"got ignore_index={ignore_index}"
             )
-        log_probs = F.log_softmax(upcast(input), dim=1)
-        probs = upcast(target)
-        if label_smoothing > 0.0:
-            probs = probs * (1.0 - label_smoothing) + label_smoothing / num_classes
-        if w is not None:
-            probs = probs * w.view([1, num_classes] + [1] * (input.dim() - 2))
-        loss = -(log_probs * probs).sum(1)
-        out = reduce(loss, reduction)
     else:
         _check_index_target(input, target)
-        check_class_indices(target, num_classes, ignore_index)
-        out = _kernels.maybe_cross_entropy(
-            input, target, weight, ignore_index, reduction, label_smoothing
+        check_class_indices(target, num_classes, ignore_index, native_rejects=True)
+    return _CROSS_ENTROPY(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+cross_entropy.backends = _CROSS_ENTROPY
+
+
+def _nll_torch(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    reduction: str,
+) -> torch.Tensor:
+    x = compute_input(input)
+    try:
+        out = _nn.nll_loss_nd(
+            x, _long(target), compute_as(weight, x.dtype), REDUCTION_ENUM[reduction], ignore_index
         )
-        if out is None:  # no fused kernel for this call: the PyTorch formula
-            log_probs = F.log_softmax(upcast(input), dim=1)
-            out = _nll_from_log_probs(
-                log_probs, target, w, ignore_index, reduction, label_smoothing
-            )
-    if unbatched and reduction == "none":
-        out = out.squeeze(0)
-    return out.to(input.dtype)
+    except IndexError:
+        raise_class_index_error(target, _num_classes(input), ignore_index)
+        raise
+    return restore(out, input.dtype)
+
+
+_NLL = Backends("nll_loss", torch=_nll_torch)
 
 
 def nll_loss(
@@ -248,18 +244,14 @@ def nll_loss(
         raise TypeError(f"target must be an integer tensor of class indices, got {target.dtype}")
     ignore_index = check_int("ignore_index", ignore_index)
     weight = check_optional_floating("weight", weight)
-    unbatched = input.dim() == 1
-    if unbatched:
-        input = input.unsqueeze(0)
-        target = target.unsqueeze(0)
-    num_classes = input.shape[1]
+    num_classes = _num_classes(input)
     check_class_weight(weight, num_classes, input)
     _check_index_target(input, target)
-    check_class_indices(target, num_classes, ignore_index)
-    out = _nll_from_log_probs(upcast(input), target, upcast(weight), ignore_index, reduction)
-    if unbatched and reduction == "none":
-        out = out.squeeze(0)
-    return out.to(input.dtype)
+    check_class_indices(target, num_classes, ignore_index, native_rejects=True)
+    return _NLL(input, target, weight, ignore_index, reduction)
+
+
+nll_loss.backends = _NLL
 
 
 def _check_binary(
@@ -306,75 +298,31 @@ def binary_cross_entropy(
     """
     input, target, weight = _check_binary(input, target, weight)
     reduction = check_reduction(reduction)
-    check_values_in("input", input, 0.0, 1.0)
-    check_values_in("target", target, 0.0, 1.0)
-    x, y = upcast(input), upcast(target)
-    loss = _BinaryCrossEntropy.apply(x, y)
+    check_all_values_in({"input": input, "target": target}, 0.0, 1.0, native_rejects=True)
+    return _BCE(input, target, weight, reduction)
+
+
+def _bce_torch(
+    input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, reduction: str
+) -> torch.Tensor:
+    x = compute_input(input)
     if weight is not None:
-        loss = loss * upcast(weight)
-    return reduce(loss, reduction).to(input.dtype)
+        weight = compute_as(weight, x.dtype)
+        if weight.shape != x.shape:  # torch's op takes a weight of the input's shape
+            weight = weight.expand(x.shape)
+    try:
+        out = _nn.binary_cross_entropy(
+            x, compute_as(target, x.dtype), weight, REDUCTION_ENUM[reduction]
+        )
+    except RuntimeError as e:  # torch's range check: a ValueError, as losskit's own
+        if "between 0 and 1" in str(e):
+            raise ValueError(str(e)) from None
+        raise
+    return restore(out, input.dtype)
 
 
-# Each log is clamped at -100, and the input gradient's denominator x (1 - x) at 1e-12: torch's
-# conventions, which keep both finite for every probability (1 / x alone overflows float32 for
-# x < 3e-39, and is 0 where the log is clamped).
-_LOG_FLOOR = -100.0
-_GRAD_EPS = 1e-12
-
-
-class _BinaryCrossEntropy(torch.autograd.Function):
-    """Unreduced ``-(y log x + (1 - y) log(1 - x))`` with torch's clamped logs and gradient.
-
-    The backward is made of differentiable ops (so double backward works), and the
-    ``setup_context`` form with a generated vmap rule and a ``jvp`` lets ``torch.func`` through.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        log_x, log_1mx = _clamped_logs(x)
-        return -(y * log_x + (1.0 - y) * log_1mx)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[override]
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        x, y = ctx.saved_tensors
-        grad_x = grad_y = None
-        if ctx.needs_input_grad[0]:
-            grad_x = grad * _input_grad(x, y)
-        if ctx.needs_input_grad[1]:
-            grad_y = grad * _target_grad(x)
-        return grad_x, grad_y
-
-    @staticmethod
-    def jvp(ctx, x_t: torch.Tensor | None, y_t: torch.Tensor | None):  # type: ignore[override]
-        x, y = ctx.saved_tensors
-        out = None
-        if x_t is not None:
-            out = _input_grad(x, y) * x_t
-        if y_t is not None:
-            term = _target_grad(x) * y_t
-            out = term if out is None else out + term
-        return out
-
-
-def _input_grad(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (x - y) / (x * (1.0 - x)).clamp_min(_GRAD_EPS)
-
-
-def _target_grad(x: torch.Tensor) -> torch.Tensor:
-    log_x, log_1mx = _clamped_logs(x)
-    return log_1mx - log_x
-
-
-def _clamped_logs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``log x`` and ``log(1 - x)`` (from log1p: exact for small x), each at least -100."""
-    return torch.log(x).clamp_min(_LOG_FLOOR), torch.log1p(-x).clamp_min(_LOG_FLOOR)
+_BCE = Backends("binary_cross_entropy", torch=_bce_torch)
+binary_cross_entropy.backends = _BCE
 
 
 def binary_cross_entropy_with_logits(
@@ -412,16 +360,57 @@ def binary_cross_entropy_with_logits(
     pos_weight = check_optional_floating("pos_weight", pos_weight)
     if pos_weight is not None:
         check_broadcasts_to("pos_weight", pos_weight, input)
-    fast = _kernels.maybe_binary_cross_entropy_with_logits(
-        input, target, weight, reduction, pos_weight
+    return _BCE_WITH_LOGITS(input, target, weight, reduction, pos_weight)
+
+
+def _bce_with_logits_torch(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    reduction: str,
+    pos_weight: torch.Tensor | None,
+) -> torch.Tensor:
+    x = compute_input(input)
+    out = torch.binary_cross_entropy_with_logits(
+        x,
+        compute_as(target, x.dtype),
+        compute_as(weight, x.dtype),
+        compute_as(pos_weight, x.dtype),
+        REDUCTION_ENUM[reduction],
     )
-    if fast is not None:
-        return fast
+    return restore(out, input.dtype)
+
+
+def _bce_with_logits_formula(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    reduction: str,
+    pos_weight: torch.Tensor | None,
+) -> torch.Tensor:
+    # losskit's closed form (_binary_logits): full relative precision in the tails, where torch's
+    # (1 - y) x + log(1 + e^-x) cancels; a forward-mode tangent of pos_weight.
     x, y = upcast(input), upcast(target)
     loss = binary_logit_loss(x, y, None if pos_weight is None else upcast(pos_weight))
     if weight is not None:
         loss = loss * upcast(weight)
     return reduce(loss, reduction).to(input.dtype)
+
+
+def _bce_with_logits_torch_refuses(input, target, weight, reduction, pos_weight):
+    if pos_weight is not None and _fwad.unpack_dual(pos_weight).tangent is not None:
+        return "pos_weight carries a forward-mode tangent (torch's op refuses one)"
+    return None
+
+
+_BCE_WITH_LOGITS = Backends(
+    "binary_cross_entropy_with_logits",
+    torch=_bce_with_logits_torch,
+    formula=_bce_with_logits_formula,
+    kernel=bce_with_logits_kernel,
+    refuses={"torch": _bce_with_logits_torch_refuses, "kernel": bce_with_logits_refuses},
+)
+binary_cross_entropy_with_logits.backends = _BCE_WITH_LOGITS
 
 
 def multilabel_soft_margin_loss(
@@ -455,10 +444,21 @@ def multilabel_soft_margin_loss(
     weight = check_optional_floating("weight", weight)
     if weight is not None:
         check_broadcasts_to("weight", weight, input)
-    x = upcast(input)
-    y = target.to(x.dtype)
-    loss = -(y * F.logsigmoid(x) + (1.0 - y) * F.logsigmoid(-x))
-    if weight is not None:
-        loss = loss * upcast(weight)
-    loss = loss.sum(-1) / input.shape[-1]
-    return reduce(loss, reduction).to(input.dtype)
+    return _MULTILABEL_SOFT_MARGIN(input, target, weight, reduction)
+
+
+def _multilabel_soft_margin_torch(
+    input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, reduction: str
+) -> torch.Tensor:
+    # torch's own is this composition in Python (there is no native op); called directly.
+    x = compute_input(input)
+    out = F.multilabel_soft_margin_loss(
+        x, compute_as(target, x.dtype), weight=compute_as(weight, x.dtype), reduction=reduction
+    )
+    return restore(out, input.dtype)
+
+
+_MULTILABEL_SOFT_MARGIN = Backends(
+    "multilabel_soft_margin_loss", torch=_multilabel_soft_margin_torch
+)
+multilabel_soft_margin_loss.backends = _MULTILABEL_SOFT_MARGIN

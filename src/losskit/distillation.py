@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_floating, check_number, check_same_shape
+from ._dispatch import Backends
 from ._precision import upcast
 from ._reduction import REDUCTIONS_WITH_BATCHMEAN, check_reduction
-from .kernels import dispatch
+from .kernels.kl.rules import distillation_kernel, distillation_refuses
 
 __all__ = ["distillation_kl_div", "jsd"]
 
@@ -55,26 +56,6 @@ def _reduce_rows(rows: torch.Tensor, student: torch.Tensor, reduction: str) -> t
     if reduction == "mean":
         return rows.sum() / rows.numel()  # NaN when empty, as every losskit mean
     return rows.sum() / (student.shape[0] if student.dim() > 1 else 1)  # batchmean
-
-
-def _kernel(
-    name: str,
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    temperature: float,
-    beta: float | None,
-    reduction: str,
-) -> torch.Tensor | None:
-    problem = dispatch.first_problem(
-        dispatch.dtype_problem("student_logits", student),
-        dispatch.dtype_problem("teacher_logits", teacher),
-        None if student.shape[-1] > 0 else "zero classes",
-    )
-    if not dispatch.select(name, (student, teacher), problem):
-        return None
-    from .kernels.kl.function import triton_distillation
-
-    return triton_distillation(student, teacher, temperature, beta, reduction)
 
 
 def distillation_kl_div(
@@ -115,10 +96,16 @@ def distillation_kl_div(
     student, teacher = _check_logits(student_logits, teacher_logits)
     temperature = check_temperature(temperature)
     reduction = check_reduction(reduction, REDUCTIONS_WITH_BATCHMEAN)
-    teacher = teacher.detach()
-    out = _kernel("distillation_kl_div", student, teacher, temperature, None, reduction)
-    if out is not None:
-        return out
+    return _DISTILLATION_KL(student, teacher.detach(), temperature, None, reduction)
+
+
+def _distillation_kl_formula(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float,
+    beta: None,
+    reduction: str,
+) -> torch.Tensor:
     log_p = F.log_softmax(upcast(student) / temperature, dim=-1)
     log_q = F.log_softmax(upcast(teacher) / temperature, dim=-1)
     q = torch.exp(log_q)
@@ -127,6 +114,15 @@ def distillation_kl_div(
     per_class = torch.where(q == 0, log_p.new_zeros(()), q * (log_q - log_p))
     rows = temperature**2 * per_class.sum(-1)
     return _reduce_rows(rows, student, reduction).to(student.dtype)
+
+
+_DISTILLATION_KL = Backends(
+    "distillation_kl_div",
+    formula=_distillation_kl_formula,
+    kernel=distillation_kernel,
+    refuses={"kernel": distillation_refuses},
+)
+distillation_kl_div.backends = _DISTILLATION_KL
 
 
 def jsd(
@@ -170,10 +166,16 @@ def jsd(
     beta = check_beta(beta)
     temperature = check_temperature(temperature)
     reduction = check_reduction(reduction, REDUCTIONS_WITH_BATCHMEAN)
-    teacher = teacher.detach()
-    out = _kernel("jsd", student, teacher, temperature, beta, reduction)
-    if out is not None:
-        return out
+    return _JSD(student, teacher.detach(), temperature, beta, reduction)
+
+
+def _jsd_formula(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    temperature: float,
+    beta: float,
+    reduction: str,
+) -> torch.Tensor:
     log_p = F.log_softmax(upcast(student) / temperature, dim=-1)
     log_q = F.log_softmax(upcast(teacher) / temperature, dim=-1)
     a, b = math.log(beta) + log_q, math.log1p(-beta) + log_p
@@ -192,3 +194,12 @@ def jsd(
     term_p = torch.where(p > 0, (1.0 - beta) * p * (log_p - log_m), zero)
     rows = temperature**2 * (term_q + term_p).sum(-1)
     return _reduce_rows(rows, student, reduction).to(student.dtype)
+
+
+_JSD = Backends(
+    "jsd",
+    formula=_jsd_formula,
+    kernel=distillation_kernel,
+    refuses={"kernel": distillation_refuses},
+)
+jsd.backends = _JSD

@@ -1,7 +1,8 @@
 """Divergences between distributions: the Kullback-Leibler divergence, mirroring ``torch``.
 
-The function validates its arguments (see :mod:`losskit._checks`), computes in float32 for
-float16/bfloat16 inputs and returns the input's dtype.
+The function validates its arguments (see :mod:`losskit._checks`), then calls its
+:class:`~losskit._dispatch.Backends` record: torch's ``torch.kl_div`` (float16/bfloat16 computed
+in float32 around it, returned in the input's dtype), or on CUDA the one-pass Triton kernel.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_bool, check_floating, check_same_shape
-from ._precision import upcast
-from ._reduction import REDUCTIONS_WITH_BATCHMEAN, check_reduction, reduce
-from .kernels import dispatch as _kernels
+from ._dispatch import Backends
+from ._precision import compute_as, compute_input, restore
+from ._reduction import REDUCTION_ENUM, REDUCTIONS_WITH_BATCHMEAN, check_reduction
+from .kernels.kl.rules import kl_div_kernel, kl_div_refuses
 
 __all__ = ["kl_div"]
 
@@ -63,18 +65,25 @@ def kl_div(
     check_same_shape("input", input, "target", target)
     reduction = check_reduction(reduction, REDUCTIONS_WITH_BATCHMEAN)
     log_target = check_bool("log_target", log_target)
-    fast = _kernels.maybe_kl_div(input, target, reduction, log_target)
-    if fast is not None:
-        return fast
-    x, t = upcast(input), upcast(target)
-    if log_target:
-        loss = torch.exp(t) * (t - x)
-    else:
-        # xlogy: 0 where t == 0 (no 0 * log 0 = NaN), NaN where t < 0.
-        loss = torch.special.xlogy(t, t) - t * x
+    return _KL_DIV(input, target, reduction, log_target)
+
+
+def _kl_div_torch(
+    input: torch.Tensor, target: torch.Tensor, reduction: str, log_target: bool
+) -> torch.Tensor:
+    # torch.kl_div, as F.kl_div calls it, without F's warning for reduction="mean".
+    x = compute_input(input)
+    t = compute_as(target, x.dtype)
     if reduction == "batchmean":
-        total = loss.sum()
-        out = total / input.shape[0] if input.dim() > 0 else total
+        out = torch.kl_div(x, t, 2, log_target=log_target)
+        if input.dim() > 0:
+            out = out / input.shape[0]
     else:
-        out = reduce(loss, reduction)
-    return out.to(input.dtype)
+        out = torch.kl_div(x, t, REDUCTION_ENUM[reduction], log_target=log_target)
+    return restore(out, input.dtype)
+
+
+_KL_DIV = Backends(
+    "kl_div", torch=_kl_div_torch, kernel=kl_div_kernel, refuses={"kernel": kl_div_refuses}
+)
+kl_div.backends = _KL_DIV

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._autograd import detach_unless_grad, functorch_active
+from ._autograd import functorch_active
 from ._binary_logits import binary_logit_loss
 from ._checks import (
     check_broadcasts_to,
@@ -33,7 +33,7 @@ from ._checks import (
 from ._dispatch import Backends
 from ._precision import upcast
 from ._reduction import check_reduction, reduce, weighted_mean
-from .kernels.dispatch import dtype_problem, first_problem, grad_problem
+from .kernels.binary.rules import sigmoid_focal_kernel, sigmoid_focal_refuses
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
 
@@ -127,48 +127,11 @@ def _sigmoid_focal_formula(
     return reduce(loss, reduction).to(input.dtype)
 
 
-def _sigmoid_focal_kernel_refuses(
-    input: torch.Tensor,
-    target: torch.Tensor,
-    alpha: float,
-    gamma: float,
-    reduction: str,
-    weight: torch.Tensor | None,
-    pos_weight: torch.Tensor | None,
-    ignore_index: int | None,
-) -> str | None:
-    """The calls the one-pass Triton kernel (kernels/binary) cannot take, and why."""
-    return first_problem(
-        dtype_problem("input", input),
-        None if pos_weight is None else "pos_weight is not supported by the focal kernel",
-        None if ignore_index is None else "ignore_index is not supported by the focal kernel",
-        grad_problem(weight=weight),
-    )
-
-
-def _sigmoid_focal_kernel(
-    input: torch.Tensor,
-    target: torch.Tensor,
-    alpha: float,
-    gamma: float,
-    reduction: str,
-    weight: torch.Tensor | None,
-    pos_weight: torch.Tensor | None,
-    ignore_index: int | None,
-) -> torch.Tensor:
-    from .kernels.binary.function import BinaryLossFunction  # imports triton: only here
-
-    # The target is a constant (no gradient flows to it), as in the formula.
-    return BinaryLossFunction.apply(
-        detach_unless_grad(input), target.detach(), weight, None, reduction, True, alpha, gamma
-    )
-
-
 _SIGMOID_FOCAL = Backends(
     "sigmoid_focal_loss",
     formula=_sigmoid_focal_formula,
-    kernel=_sigmoid_focal_kernel,
-    refuses={"kernel": _sigmoid_focal_kernel_refuses},
+    kernel=sigmoid_focal_kernel,
+    refuses={"kernel": sigmoid_focal_refuses},
 )
 
 

@@ -1,12 +1,16 @@
 """Ranking and margin losses mirroring ``torch.nn.functional``: hinge, soft-margin, cosine, triplet.
 
-Each function validates its arguments (see :mod:`losskit._checks`), computes in float32 for
-float16/bfloat16 inputs and returns the input's dtype.
+Each function validates its arguments (see :mod:`losskit._checks`), then calls its
+:class:`~losskit._dispatch.Backends` record: torch's own op (float16/bfloat16 computed in float32
+around it, returned in the input's dtype). The ``formula`` backends left are losskit's
+compositions where a deliberate difference is kept: ``soft_margin_loss`` (finite where torch
+overflows, pinnable) and the empty batch of the two multi-class margins (torch returns
+uninitialised memory there; losskit's rule is NaN for ``mean``, 0 for ``sum``).
 
 Gradients at a hinge's kink (where the clamped term is exactly 0) follow torch 2.13: the losses
 torch composes from ``clamp_min`` (margin ranking, hinge embedding, cosine embedding, triplet) pass
 the gradient there; the ones with a dedicated kernel (multi margin, multilabel margin) test
-``z > 0`` and do not. We use ``clamp_min`` for the former and ``relu`` for the latter.
+``z > 0`` and do not. The formulas use ``clamp_min`` for the former and ``relu`` for the latter.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from ._checks import (
     check_same_device,
     check_same_shape,
     check_tensor,
-    value_checks_enabled,
+    raise_class_index_error,
+    value_check_needed,
 )
-from ._precision import upcast
-from ._reduction import check_reduction, reduce
+from ._dispatch import Backends, state
+from ._precision import compute_as, compute_input, restore, upcast
+from ._reduction import REDUCTION_ENUM, check_reduction, reduce
 
 __all__ = [
     "cosine_embedding_loss",
@@ -51,6 +57,7 @@ __all__ = [
 _COSINE_EPSILON = 9.999999960041972e-13
 
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_nn = torch._C._nn
 
 
 # ---------------------------------------------------------------- shared checks
@@ -133,11 +140,23 @@ def margin_ranking_loss(
     check_same_shape("input1", input1, "target", target)
     margin = check_number("margin", margin)
     reduction = check_reduction(reduction)
-    x1, x2 = upcast(input1), upcast(input2)
-    y = target.to(x1.dtype)
-    # clamp_min, as torch: the gradient passes at the kink.
-    loss = torch.clamp_min(-y * (x1 - x2) + margin, 0.0)
-    return reduce(loss, reduction).to(input1.dtype)
+    return _MARGIN_RANKING(input1, input2, target, margin, reduction)
+
+
+def _margin_ranking_torch(input1, input2, target, margin, reduction):
+    x1 = compute_input(input1)
+    out = torch.margin_ranking_loss(
+        x1,
+        compute_as(input2, x1.dtype),
+        target.to(x1.dtype),
+        margin,
+        REDUCTION_ENUM[reduction],
+    )
+    return restore(out, input1.dtype)
+
+
+_MARGIN_RANKING = Backends("margin_ranking_loss", torch=_margin_ranking_torch)
+margin_ranking_loss.backends = _MARGIN_RANKING
 
 
 def hinge_embedding_loss(
@@ -178,11 +197,17 @@ def hinge_embedding_loss(
     check_same_shape("input", input, "target", target)
     margin = check_number("margin", margin)
     reduction = check_reduction(reduction)
-    x = upcast(input)
-    zero = x.new_zeros(())
-    hinge = torch.where(target != 1, torch.clamp_min(margin - x, 0.0), zero)
-    linear = torch.where(target != -1, x, zero)
-    return reduce(hinge + linear, reduction).to(input.dtype)
+    return _HINGE_EMBEDDING(input, target, margin, reduction)
+
+
+def _hinge_embedding_torch(input, target, margin, reduction):
+    x = compute_input(input)
+    out = torch.hinge_embedding_loss(x, target.to(x.dtype), margin, REDUCTION_ENUM[reduction])
+    return restore(out, input.dtype)
+
+
+_HINGE_EMBEDDING = Backends("hinge_embedding_loss", torch=_hinge_embedding_torch)
+hinge_embedding_loss.backends = _HINGE_EMBEDDING
 
 
 def soft_margin_loss(
@@ -217,9 +242,30 @@ def soft_margin_loss(
     target = _check_real_target("target", target)
     check_same_shape("input", input, "target", target)
     reduction = check_reduction(reduction)
+    return _SOFT_MARGIN(input, target, reduction)
+
+
+def _soft_margin_torch(input, target, reduction):
+    x = compute_input(input)
+    out = _nn.soft_margin_loss(x, target.to(x.dtype), REDUCTION_ENUM[reduction])
+    return restore(out, input.dtype)
+
+
+def _soft_margin_formula(input, target, reduction):
     x = upcast(input)
     loss = -F.logsigmoid(target.to(x.dtype) * x)
     return reduce(loss, reduction).to(input.dtype)
+
+
+# The formula is the default: torch's op overflows where -y x > 88 (float32), and on the CPU it
+# is no faster (benchmarks/parity_quick.py). use_backend("torch") pins torch's op.
+_SOFT_MARGIN = Backends(
+    "soft_margin_loss",
+    torch=_soft_margin_torch,
+    formula=_soft_margin_formula,
+    prefer="formula",
+)
+soft_margin_loss.backends = _SOFT_MARGIN
 
 
 def cosine_embedding_loss(
@@ -270,15 +316,19 @@ def cosine_embedding_loss(
         )
     margin = check_number("margin", margin)
     reduction = check_reduction(reduction)
-    x1, x2 = upcast(input1), upcast(input2)
-    dot = (x1 * x2).sum(-1)
-    mag1 = (x1 * x1).sum(-1) + _COSINE_EPSILON
-    mag2 = (x2 * x2).sum(-1) + _COSINE_EPSILON
-    cos = dot / torch.sqrt(mag1 * mag2)
-    zero = cos.new_zeros(())
-    pos = torch.where(target == 1, 1.0 - cos, zero)
-    neg = torch.where(target == -1, torch.clamp_min(cos - margin, 0.0), zero)
-    return reduce(pos + neg, reduction).to(input1.dtype)
+    return _COSINE_EMBEDDING(input1, input2, target, margin, reduction)
+
+
+def _cosine_embedding_torch(input1, input2, target, margin, reduction):
+    x1 = compute_input(input1)
+    out = torch.cosine_embedding_loss(
+        x1, compute_as(input2, x1.dtype), target, margin, REDUCTION_ENUM[reduction]
+    )
+    return restore(out, input1.dtype)
+
+
+_COSINE_EMBEDDING = Backends("cosine_embedding_loss", torch=_cosine_embedding_torch)
+cosine_embedding_loss.backends = _COSINE_EMBEDDING
 
 
 # ---------------------------------------------------------------- multi-class margins
@@ -324,20 +374,43 @@ def multi_margin_loss(
     check_same_device("target", target, input)
     if input.dim() == 1 and tuple(target.shape) == (1,):  # torch reads this as a batch of one
         input = input.unsqueeze(0)
-    expected = tuple(input.shape[:-1])
-    if tuple(target.shape) != expected:
-        raise ValueError(
-            f"Expected target size {expected} for input of shape {tuple(input.shape)} "
-            f"(class indices), got {tuple(target.shape)}"
-        )
+    # The common (N, C) / (N,) case first, without building shapes.
+    if not (input.dim() == 2 and target.dim() == 1 and target.shape[0] == input.shape[0]):
+        expected = tuple(input.shape[:-1])
+        if tuple(target.shape) != expected:
+            raise ValueError(
+                f"Expected target size {expected} for input of shape {tuple(input.shape)} "
+                f"(class indices), got {tuple(target.shape)}"
+            )
     p = check_multi_margin_p(p)
     margin = check_number("margin", margin)
     weight = check_optional_floating("weight", weight)
     reduction = check_reduction(reduction)
     num_classes = input.shape[-1]
     check_class_weight(weight, num_classes, input)
-    check_class_indices(target, num_classes)
+    check_class_indices(target, num_classes, native_rejects=True)
+    return _MULTI_MARGIN(input, target, p, margin, weight, reduction)
 
+
+def _long(target: torch.Tensor) -> torch.Tensor:
+    """Class indices as int64 (torch's ops take no other width; losskit takes any integer)."""
+    return target if target.dtype == torch.int64 else target.long()
+
+
+def _multi_margin_torch(input, target, p, margin, weight, reduction):
+    x = compute_input(input)
+    try:
+        out = _nn.multi_margin_loss(
+            x, _long(target), p, margin, compute_as(weight, x.dtype), REDUCTION_ENUM[reduction]
+        )
+    except RuntimeError:  # torch's "target out of range": name the index
+        raise_class_index_error(target, input.shape[-1])
+        raise
+    return restore(out, input.dtype)
+
+
+def _multi_margin_formula(input, target, p, margin, weight, reduction):
+    num_classes = input.shape[-1]
     x = upcast(input)
     idx = target.long().unsqueeze(-1)
     x_target = x.gather(-1, idx)
@@ -354,9 +427,24 @@ def multi_margin_loss(
     return reduce(loss, reduction).to(input.dtype)
 
 
-def _check_multilabel_indices(target: torch.Tensor, num_classes: int) -> None:
-    # torch checks every entry, those after the first -1 included; so do we.
-    if not value_checks_enabled() or target.numel() == 0:
+def _empty_batch(input: torch.Tensor, *args: object) -> str | None:
+    # torch's multi-class margin kernels return uninitialised memory for an empty batch.
+    return "an empty batch (torch returns uninitialised memory)" if input.numel() == 0 else None
+
+
+_MULTI_MARGIN = Backends(
+    "multi_margin_loss",
+    torch=_multi_margin_torch,
+    formula=_multi_margin_formula,
+    refuses={"torch": _empty_batch},
+)
+multi_margin_loss.backends = _MULTI_MARGIN
+
+
+def _check_multilabel_indices(target: torch.Tensor, num_classes: int, force: bool = False) -> None:
+    # torch checks every entry, those after the first -1 included; so do we. On the CPU torch's
+    # op makes the check (force: reword its error).
+    if not (force or value_check_needed(target, native_rejects=True)):
         return
     bad = (target < -1) | (target >= num_classes)
     if any_true(bad):
@@ -409,9 +497,21 @@ def multilabel_margin_loss(
             f"input's shape), got {tuple(target.shape)}"
         )
     reduction = check_reduction(reduction)
-    num_classes = input.shape[-1]
-    _check_multilabel_indices(target, num_classes)
+    _check_multilabel_indices(target, input.shape[-1])
+    return _MULTILABEL_MARGIN(input, target, reduction)
 
+
+def _multilabel_margin_torch(input, target, reduction):
+    x = compute_input(input)
+    try:
+        out = _nn.multilabel_margin_loss(x, _long(target), REDUCTION_ENUM[reduction])
+    except RuntimeError:  # torch's "'target' is out of range": name the index
+        _check_multilabel_indices(target, input.shape[-1], force=True)
+        raise
+    return restore(out, input.dtype)
+
+
+def _multilabel_margin_formula(input, target, reduction):
     unbatched = input.dim() == 1
     x = upcast(input)
     t = target.long()
@@ -421,6 +521,33 @@ def multilabel_margin_loss(
     if unbatched:
         loss = loss.squeeze(0)
     return reduce(loss, reduction).to(input.dtype)
+
+
+# torch's CPU kernel compares every target with every class, O(N C^2); the formula sorts,
+# O(N C log C). Measured crossover on 2 CPU threads: a few hundred classes.
+_MULTILABEL_TORCH_MAX_CPU_CLASSES = 512
+
+
+def _multilabel_margin_torch_refuses(input, target, reduction):
+    if torch.compiler.is_compiling():
+        # torch 2.13's traced decomposition of this op gives wrong values (aot_eager).
+        return "torch.compile: torch's decomposition of multilabel_margin_loss is wrong"
+    if (
+        state.backend == "auto"
+        and input.is_cpu
+        and input.shape[-1] > _MULTILABEL_TORCH_MAX_CPU_CLASSES
+    ):
+        return "more than 512 classes on the CPU: the formula's O(N C log C) is faster"
+    return _empty_batch(input)
+
+
+_MULTILABEL_MARGIN = Backends(
+    "multilabel_margin_loss",
+    torch=_multilabel_margin_torch,
+    formula=_multilabel_margin_formula,
+    refuses={"torch": _multilabel_margin_torch_refuses},
+)
+multilabel_margin_loss.backends = _MULTILABEL_MARGIN
 
 
 def _multilabel_margin_rows(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -526,17 +653,6 @@ def _check_triplet(
     return a, pos, neg
 
 
-def _triplet_hinge(
-    d_pos: torch.Tensor,
-    d_neg: torch.Tensor,
-    d_swap: torch.Tensor | None,
-    margin: float,
-) -> torch.Tensor:
-    if d_swap is not None:
-        d_neg = torch.minimum(d_neg, d_swap)
-    return torch.clamp_min(margin + d_pos - d_neg, 0.0)
-
-
 def triplet_margin_loss(
     anchor: torch.Tensor,
     positive: torch.Tensor,
@@ -589,12 +705,26 @@ def triplet_margin_loss(
     eps = check_number("eps", eps)
     swap = check_bool("swap", swap)
     reduction = check_reduction(reduction)
-    a, pos, neg = upcast(anchor), upcast(positive), upcast(negative)
-    d_pos = _pairwise_distance(a, pos, p, eps)
-    d_neg = _pairwise_distance(a, neg, p, eps)
-    d_swap = _pairwise_distance(pos, neg, p, eps) if swap else None
-    loss = _triplet_hinge(d_pos, d_neg, d_swap, margin)
-    return reduce(loss, reduction).to(anchor.dtype)
+    return _TRIPLET_MARGIN(anchor, positive, negative, margin, p, eps, swap, reduction)
+
+
+def _triplet_margin_torch(anchor, positive, negative, margin, p, eps, swap, reduction):
+    a = compute_input(anchor)
+    out = torch.triplet_margin_loss(
+        a,
+        compute_as(positive, a.dtype),
+        compute_as(negative, a.dtype),
+        margin,
+        p,
+        eps,
+        swap,
+        REDUCTION_ENUM[reduction],
+    )
+    return restore(out, anchor.dtype)
+
+
+_TRIPLET_MARGIN = Backends("triplet_margin_loss", torch=_triplet_margin_torch)
+triplet_margin_loss.backends = _TRIPLET_MARGIN
 
 
 def triplet_margin_with_distance_loss(
@@ -645,15 +775,29 @@ def triplet_margin_with_distance_loss(
     margin = check_positive_margin(margin)
     swap = check_bool("swap", swap)
     reduction = check_reduction(reduction)
-    if distance_function is None:
-        distance_function = _default_distance
-    a, pos, neg = upcast(anchor), upcast(positive), upcast(negative)
-    d_pos = distance_function(a, pos)
-    d_neg = distance_function(a, neg)
-    d_swap = distance_function(pos, neg) if swap else None
-    loss = _triplet_hinge(d_pos, d_neg, d_swap, margin)
-    return reduce(loss, reduction).to(anchor.dtype)
+    return _TRIPLET_WITH_DISTANCE(
+        anchor, positive, negative, distance_function, margin, swap, reduction
+    )
 
 
-def _default_distance(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    return _pairwise_distance(x1, x2, 2.0, 1e-6)
+def _triplet_with_distance_torch(
+    anchor, positive, negative, distance_function, margin, swap, reduction
+):
+    # torch's own is a composition in Python around the distance (called directly).
+    a = compute_input(anchor)
+    out = F.triplet_margin_with_distance_loss(
+        a,
+        compute_as(positive, a.dtype),
+        compute_as(negative, a.dtype),
+        distance_function=distance_function,
+        margin=margin,
+        swap=swap,
+        reduction=reduction,
+    )
+    return restore(out, anchor.dtype)
+
+
+_TRIPLET_WITH_DISTANCE = Backends(
+    "triplet_margin_with_distance_loss", torch=_triplet_with_distance_torch
+)
+triplet_margin_with_distance_loss.backends = _TRIPLET_WITH_DISTANCE

@@ -1,8 +1,10 @@
 """Regression losses mirroring ``torch.nn.functional``: L1, MSE, smooth L1, Huber, Poisson and
 Gaussian negative log-likelihood.
 
-Each function validates its arguments (see :mod:`losskit._checks`), computes in float32 for
-float16/bfloat16 inputs and returns the input's dtype. Unlike torch, ``input`` and ``target`` of
+Each function validates its arguments (see :mod:`losskit._checks`), then calls its
+:class:`~losskit._dispatch.Backends` record: torch's native op, computed in float32 around it for
+float16/bfloat16 inputs and returned in the input's dtype. ``poisson_nll_loss(full=True)`` keeps
+losskit's formula (finite target gradient) by default. Unlike torch, ``input`` and ``target`` of
 different shapes raise ``ValueError`` instead of being broadcast after a warning.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as _F
 
 from ._checks import (
     any_true,
@@ -24,8 +27,9 @@ from ._checks import (
     check_tensor,
     value_checks_enabled,
 )
-from ._precision import upcast
-from ._reduction import check_reduction, reduce, weighted_mean
+from ._dispatch import Backends, state
+from ._precision import compute_as, compute_input, restore, upcast
+from ._reduction import REDUCTION_ENUM, check_reduction, reduce, weighted_mean
 
 __all__ = [
     "gaussian_nll_loss",
@@ -37,6 +41,7 @@ __all__ = [
 ]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_nn = torch._C._nn
 
 
 # ---------------------------------------------------------------- shared checks and reductions
@@ -108,8 +113,26 @@ def l1_loss(
     input, target = _check_pair(input, target)
     reduction = check_reduction(reduction)
     weight = _check_elementwise_weight(weight, input)
-    loss = (upcast(input) - upcast(target)).abs()  # abs' backward is sign(): 0 at 0, as torch
-    return _reduce_normalised(loss, upcast(weight), reduction).to(input.dtype)
+    return _L1(input, target, reduction, weight)
+
+
+def _pointwise_torch(op, input, target, reduction, weight, *extra):
+    """A native point-wise loss ``op(x, y, reduction_enum, *extra)``; weighted: torch's own rule
+    (``mean`` is ``sum(w l) / sum(w)``), on the unreduced native loss."""
+    x = compute_input(input)
+    y = compute_as(target, x.dtype)
+    if weight is None:
+        return restore(op(x, y, REDUCTION_ENUM[reduction], *extra), input.dtype)
+    loss = op(x, y, 0, *extra)
+    return restore(_reduce_normalised(loss, compute_as(weight, x.dtype), reduction), input.dtype)
+
+
+def _l1_torch(input, target, reduction, weight):
+    return _pointwise_torch(_nn.l1_loss, input, target, reduction, weight)
+
+
+_L1 = Backends("l1_loss", torch=_l1_torch)
+l1_loss.backends = _L1
 
 
 def mse_loss(
@@ -143,8 +166,15 @@ def mse_loss(
     input, target = _check_pair(input, target)
     reduction = check_reduction(reduction)
     weight = _check_elementwise_weight(weight, input)
-    diff = upcast(input) - upcast(target)
-    return _reduce_normalised(diff * diff, upcast(weight), reduction).to(input.dtype)
+    return _MSE(input, target, reduction, weight)
+
+
+def _mse_torch(input, target, reduction, weight):
+    return _pointwise_torch(_nn.mse_loss, input, target, reduction, weight)
+
+
+_MSE = Backends("mse_loss", torch=_mse_torch)
+mse_loss.backends = _MSE
 
 
 # ---------------------------------------------------------------- smooth L1 / Huber
@@ -188,14 +218,17 @@ def smooth_l1_loss(
     input, target = _check_pair(input, target)
     reduction = check_reduction(reduction)
     beta = check_range("beta", beta, 0.0)
-    d = (upcast(input) - upcast(target)).abs()
-    if beta == 0.0:
-        # Not the formula with beta = 0: its unused quadratic branch divides by 0 and would put
-        # NaN into the gradient.
-        loss = d
-    else:
-        loss = torch.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta)
-    return reduce(loss, reduction).to(input.dtype)
+    return _SMOOTH_L1(input, target, reduction, beta)
+
+
+def _smooth_l1_torch(input, target, reduction, beta):
+    if beta == 0.0:  # exactly L1, as torch (the native op would divide by beta = 0)
+        return _pointwise_torch(_nn.l1_loss, input, target, reduction, None)
+    return _pointwise_torch(_nn.smooth_l1_loss, input, target, reduction, None, beta)
+
+
+_SMOOTH_L1 = Backends("smooth_l1_loss", torch=_smooth_l1_torch)
+smooth_l1_loss.backends = _SMOOTH_L1
 
 
 def huber_loss(
@@ -240,15 +273,21 @@ def huber_loss(
     reduction = check_reduction(reduction)
     delta = check_range("delta", delta, 0.0, low_inclusive=False)
     weight = _check_elementwise_weight(weight, input)
-    d = (upcast(input) - upcast(target)).abs()
-    small = d < delta
-    # The linear branch sees 0 where it is unused: with delta = inf its gradient there would be
-    # inf * 0 = NaN, and where() would pass that NaN on to d if the branch saw d itself.
-    d_linear = torch.where(small, torch.zeros_like(d), d)
-    loss = torch.where(small, 0.5 * d * d, delta * (d_linear - 0.5 * delta))
-    if weight is not None:
-        loss = loss * upcast(weight)
-    return reduce(loss, reduction).to(input.dtype)
+    return _HUBER(input, target, reduction, delta, weight)
+
+
+def _huber_torch(input, target, reduction, delta, weight):
+    x = compute_input(input)
+    y = compute_as(target, x.dtype)
+    if weight is None:
+        return restore(_nn.huber_loss(x, y, REDUCTION_ENUM[reduction], delta), input.dtype)
+    # torch's rule for Huber: the weighted mean divides by the number of elements.
+    loss = _nn.huber_loss(x, y, 0, delta) * compute_as(weight, x.dtype)
+    return restore(reduce(loss, reduction), input.dtype)
+
+
+_HUBER = Backends("huber_loss", torch=_huber_torch)
+huber_loss.backends = _HUBER
 
 
 # ---------------------------------------------------------------- Poisson NLL
@@ -316,6 +355,17 @@ def poisson_nll_loss(
     full = check_bool("full", full)
     eps = check_range("eps", eps, 0.0)
     reduction = check_reduction(reduction)
+    return _POISSON_NLL(input, target, log_input, full, eps, reduction)
+
+
+def _poisson_nll_torch(input, target, log_input, full, eps, reduction):
+    x = compute_input(input)
+    t = target.to(x.dtype)
+    out = torch.poisson_nll_loss(x, t, log_input, full, eps, REDUCTION_ENUM[reduction])
+    return restore(out, input.dtype)
+
+
+def _poisson_nll_formula(input, target, log_input, full, eps, reduction):
     x = upcast(input)
     t = target.to(x.dtype)
     loss = torch.exp(x) - t * x if log_input else x - t * torch.log(x + eps)
@@ -324,22 +374,43 @@ def poisson_nll_loss(
     return reduce(loss, reduction).to(input.dtype)
 
 
+def _poisson_torch_refuses(input, target, log_input, full, eps, reduction):
+    # torch's Stirling term has a NaN target gradient at target = 0 and overflows for large
+    # counts; losskit's formula masks it (a deliberate difference, see the docstring).
+    return "full=True: torch's Stirling term gives NaN target gradients" if full else None
+
+
+_POISSON_NLL = Backends(
+    "poisson_nll_loss",
+    torch=_poisson_nll_torch,
+    formula=_poisson_nll_formula,
+    refuses={"torch": _poisson_torch_refuses},
+)
+poisson_nll_loss.backends = _POISSON_NLL
+
+
 # ---------------------------------------------------------------- Gaussian NLL
 
 
-def _gaussian_var(var: object, input: torch.Tensor) -> torch.Tensor:
-    """``var`` as a tensor that broadcasts to ``input`` (torch's accepted shapes), checked >= 0."""
+def _gaussian_var(var: object, input: torch.Tensor) -> torch.Tensor | float:
+    """``var`` as a float, or a tensor that broadcasts to ``input`` (torch's accepted shapes).
+
+    A tensor is checked ``>= 0`` here only where torch's own function (the torch backend, which
+    checks it) will not run.
+    """
     if not isinstance(var, torch.Tensor):
         v = check_number("var", var)
         if v < 0:
             raise ValueError(f"var has negative entry/entries: got var={var!r}")
-        return upcast(input).new_full((), v)  # a 0-D tensor broadcasts
+        return v
     var = check_floating("var", var)
     check_same_device("var", var, input)
-    if value_checks_enabled() and var.numel() and any_true(var < 0):
+    view = _homoscedastic_view(var, input)
+    # On the torch backend (eager, checks "all") torch's own function makes this check.
+    if var.numel() and state.backend == "formula" and value_checks_enabled() and any_true(var < 0):
         first = float(var[var < 0].flatten()[0])
         raise ValueError(f"var has negative entry/entries: found {first!r}")
-    return upcast(_homoscedastic_view(var, input))
+    return view
 
 
 def _homoscedastic_view(var: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
@@ -406,12 +477,50 @@ def gaussian_nll_loss(
     full = check_bool("full", full)
     eps = check_range("eps", eps, 0.0)
     reduction = check_reduction(reduction)
-    v = _gaussian_var(var, input)
-    # Clamped value, straight-through gradient (see the docstring). where(), not clamp(): an
-    # infinite variance stays infinite instead of becoming inf - inf.
-    v = torch.where(v < eps, v + (eps - v).detach(), v)
-    diff = upcast(input) - upcast(target)
+    return _GAUSSIAN_NLL(input, target, _gaussian_var(var, input), full, eps, reduction)
+
+
+def _gaussian_nll_torch(input, target, var, full, eps, reduction):
+    x = compute_input(input)
+    if isinstance(var, torch.Tensor):
+        var = compute_as(var, x.dtype)
+    try:
+        out = _F.gaussian_nll_loss(
+            x, compute_as(target, x.dtype), var, full=full, eps=eps, reduction=reduction
+        )
+    except ValueError:  # torch's negativity check: name the value
+        first = float(var[var < 0].flatten()[0])
+        raise ValueError(f"var has negative entry/entries: found {first!r}") from None
+    return restore(out, input.dtype)
+
+
+def _gaussian_nll_formula(input, target, var, full, eps, reduction):
+    x = upcast(input)
+    v = x.new_full((), var) if not isinstance(var, torch.Tensor) else upcast(var)
+    # Clamped value, straight-through gradient (see the docstring), as torch: the clamp of a copy
+    # is not recorded. An infinite variance stays infinite.
+    v = v.clone()
+    with torch.no_grad():
+        v.clamp_(min=eps)
+    diff = x - upcast(target)
     loss = 0.5 * (torch.log(v) + diff * diff / v)
     if full:
         loss = loss + _HALF_LOG_2PI
     return reduce(loss, reduction).to(input.dtype)
+
+
+def _gaussian_torch_refuses(input, target, var, full, eps, reduction):
+    # torch's function reads var (torch.any(var < 0)) on every call: a graph break under
+    # torch.compile and a host synchronisation that set_checks("shapes") promises not to make.
+    if state.checks != "all" or torch.compiler.is_compiling():
+        return "torch's gaussian_nll_loss reads var (its negativity check)"
+    return None
+
+
+_GAUSSIAN_NLL = Backends(
+    "gaussian_nll_loss",
+    torch=_gaussian_nll_torch,
+    formula=_gaussian_nll_formula,
+    refuses={"torch": _gaussian_torch_refuses},
+)
+gaussian_nll_loss.backends = _GAUSSIAN_NLL

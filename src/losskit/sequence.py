@@ -1,7 +1,10 @@
 """Sequence losses: connectionist temporal classification (CTC).
 
-:func:`ctc_loss` is written in PyTorch (the alpha recursion in log space, autograd for the
-gradient); it does not call :func:`torch.nn.functional.ctc_loss`.
+:func:`ctc_loss` validates its arguments, then calls torch's own ``torch.ctc_loss`` (its CPU,
+CUDA and cuDNN kernels). Its ``formula`` backend is losskit's alpha recursion in log space
+(autograd for the gradient, torch's or with ``exact_grad=True`` the exact one with respect to
+``log_probs``): it runs for ``exact_grad=True``, for an empty batch, which torch's op refuses,
+and under ``torch.compile``, which cannot trace torch's op without a graph break.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from ._checks import (
     check_integer,
     check_ndim,
     check_tensor,
-    value_checks_enabled,
+    value_check_needed,
 )
-from ._precision import upcast
-from ._reduction import check_reduction
+from ._dispatch import Backends
+from ._precision import compute_input, restore, upcast
+from ._reduction import REDUCTION_ENUM, check_reduction
 
 __all__ = ["ctc_loss"]
 
@@ -82,16 +86,10 @@ def _check_length_values(name: str, lengths: list[int], high: int, what: str) ->
             )
 
 
-def _padded_labels(
+def _check_targets(
     targets: torch.Tensor, target_lengths: list[int], batch: int, unbatched: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets as ``(N, S)`` labels with ``S = max(target_lengths)``, plus the ``(N, S)`` mask of
-    the entries inside each target. Entries outside the mask are replaced by 0 (any class
-    index would do: they never reach the loss)."""
-    max_len = max(target_lengths, default=0)
-    lengths = torch.tensor(target_lengths, dtype=torch.long, device=targets.device)
-    pos = torch.arange(max_len, device=targets.device)
-    mask = pos.unsqueeze(0) < lengths.unsqueeze(1)
+) -> None:
+    """Shapes and lengths of padded ``(N, S)`` or concatenated 1-D targets (values unread)."""
     if targets.dim() == 2:  # padded (N, S); unbatched: (1, S)
         if targets.shape[0] != batch:
             expected = "1 (unbatched log_probs)" if unbatched else f"N={batch}"
@@ -100,7 +98,6 @@ def _padded_labels(
                 f"expected {expected} as log_probs"
             )
         _check_length_values("target_lengths", target_lengths, targets.shape[1], "targets.shape[1]")
-        labels = targets[:, :max_len].long()
     else:  # concatenated: sample n holds targets[offset_n : offset_n + target_lengths[n]]
         _check_length_values("target_lengths", target_lengths, targets.numel(), "targets.numel()")
         if sum(target_lengths) != targets.numel():
@@ -108,6 +105,21 @@ def _padded_labels(
                 f"concatenated targets must hold exactly sum(target_lengths) = "
                 f"{sum(target_lengths)} labels, got targets of shape {tuple(targets.shape)}"
             )
+
+
+def _padded_labels(
+    targets: torch.Tensor, target_lengths: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Checked) targets as ``(N, S)`` labels with ``S = max(target_lengths)``, plus the ``(N, S)``
+    mask of the entries inside each target. Entries outside the mask are replaced by 0 (any class
+    index would do: they never reach the loss)."""
+    max_len = max(target_lengths, default=0)
+    lengths = torch.tensor(target_lengths, dtype=torch.long, device=targets.device)
+    pos = torch.arange(max_len, device=targets.device)
+    mask = pos.unsqueeze(0) < lengths.unsqueeze(1)
+    if targets.dim() == 2:
+        labels = targets[:, :max_len].long()
+    else:
         offsets = torch.cumsum(lengths, 0) - lengths
         index = torch.where(mask, offsets.unsqueeze(1) + pos.unsqueeze(0), 0)
         flat = targets.long()
@@ -115,17 +127,48 @@ def _padded_labels(
     return torch.where(mask, labels, 0), mask
 
 
-def _check_label_values(labels: torch.Tensor, mask: torch.Tensor, classes: int, blank: int) -> None:
-    if not value_checks_enabled():
+def _check_label_values(
+    targets: torch.Tensor, target_lengths: list[int], classes: int, blank: int
+) -> None:
+    """Labels in ``[0, C)`` and never ``blank``: one pass over the labels in use.
+
+    torch's op checks neither (an out-of-range label reads out of bounds), so this runs on every
+    device under ``set_checks("all")``."""
+    if not value_check_needed(targets, native_rejects=False):
         return
+    if _labels_ok(targets, target_lengths, classes, blank):
+        return
+    labels, mask = _padded_labels(targets, target_lengths)  # the error path: name the culprit
     valid = labels[mask]
     check_class_indices(valid, classes)
-    if bool((valid == blank).any()):
-        sample = int(mask.nonzero()[(valid == blank).nonzero()[0, 0], 0])
-        raise ValueError(
-            f"targets must not contain the blank index {blank}; found it in the target of "
-            f"sample {sample}"
+    raw = targets[:, : labels.shape[1]][mask] if targets.dim() == 2 else valid
+    out_of_range = (raw < 0) | (raw >= classes)
+    if bool(out_of_range.any()):
+        first = int(raw[out_of_range][0])
+        raise IndexError(
+            f"Target {first} is out of bounds: class indices must be in [0, {classes})"
         )
+    sample = int(mask.nonzero()[(valid == blank).nonzero()[0, 0], 0])
+    raise ValueError(
+        f"targets must not contain the blank index {blank}; found it in the target of "
+        f"sample {sample}"
+    )
+
+
+def _labels_ok(targets: torch.Tensor, target_lengths: list[int], classes: int, blank: int) -> bool:
+    if targets.is_cpu:
+        # Read as Python ints: cheaper than a chain of tensor ops at small sizes, and at large
+        # ones negligible next to the loss.
+        if targets.dim() == 2:
+            rows = [r[:n] for r, n in zip(targets.tolist(), target_lengths, strict=True)]
+        else:
+            rows = [targets.tolist()]
+        return all(not r or (min(r) >= 0 and max(r) < classes and blank not in r) for r in rows)
+    bad = (targets < 0) | (targets >= classes) | (targets == blank)
+    if targets.dim() == 2:  # only the entries inside each target
+        lengths = torch.tensor(target_lengths, device=targets.device)
+        bad &= torch.arange(targets.shape[1], device=targets.device) < lengths.unsqueeze(1)
+    return not bool(bad.any())
 
 
 def _extended_labels(labels: torch.Tensor, blank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,6 +243,8 @@ def ctc_loss(
     blank: int = 0,
     reduction: str = "mean",
     zero_infinity: bool = False,
+    *,
+    exact_grad: bool = False,
 ) -> torch.Tensor:
     r"""Connectionist temporal classification loss (Graves et al., 2006).
 
@@ -211,9 +256,12 @@ def ctc_loss(
         \ell_n = -\log \sum_{\pi \in \mathcal{B}^{-1}(l_n)} \prod_t
                  \exp(\text{log\_probs}[t, n, \pi_t])
 
-    computed by the forward (alpha) recursion over the extended sequence
-    :math:`l' = (b, l_1, b, \ldots, l_S, b)` in log space: a loop over time, vectorised over the
-    batch and the positions of :math:`l'`.
+    computed by torch's own op (``torch.ctc_loss``: its CPU, CUDA or cuDNN kernel) after
+    losskit's checks. With ``exact_grad=True``, for an empty batch and under ``torch.compile``
+    (torch's op has a data-dependent output shape) losskit's formula runs instead: the forward (alpha) recursion over the extended sequence
+    :math:`l' = (b, l_1, b, \ldots, l_S, b)` in log space, a loop over time vectorised over the
+    batch and the positions of :math:`l'`, differentiated by autograd (slower: a Python loop
+    over ``T``).
 
     Args:
         log_probs: ``(T, N, C)`` or unbatched ``(T, C)`` log-probabilities over ``C`` classes
@@ -231,22 +279,26 @@ def ctc_loss(
             over the batch.
         zero_infinity: replace infinite losses (impossible alignments, e.g. fewer frames than
             the target needs) and their gradients by 0.
+        exact_grad: return the exact gradient with respect to ``log_probs`` (below) instead of
+            torch's. Keyword only; default ``False`` (torch's gradient, torch's speed).
 
     Returns:
         The loss, a scalar unless ``reduction="none"``; the dtype of ``log_probs``
         (float16/bfloat16 are computed in float32).
 
-    Gradient: the exact gradient w.r.t. ``log_probs``, :math:`-\gamma_t(c)` (minus the
-    posterior of class ``c`` at frame ``t``). torch's native backward instead returns
-    :math:`\exp(\text{log\_probs}) - \gamma`, which is the correct gradient w.r.t. the *logits*
-    once it flows through ``log_softmax`` (the extra term is removed by the softmax Jacobian), but
-    not the gradient w.r.t. ``log_probs`` themselves. Through ``log_softmax`` both agree.
+    Gradient: by default torch's, :math:`\exp(\text{log\_probs}) - \gamma_t(c)` (with
+    :math:`\gamma_t(c)` the posterior of class ``c`` at frame ``t``): the correct gradient with
+    respect to the *logits* once it flows through ``log_softmax`` (the softmax Jacobian removes the
+    extra term), which is how CTC is trained. ``exact_grad=True`` gives the exact gradient with
+    respect to ``log_probs`` themselves, :math:`-\gamma_t(c)`. It matters only when ``log_probs``
+    are not the output of a ``log_softmax`` over the classes: scores normalised another way, a
+    gradient checked numerically with respect to ``log_probs``, or second-order uses of it.
 
     Edge cases: an empty target gives :math:`-\sum_t \text{log\_probs}[t, n, b]`; an input length
     of 0 gives 0 for an empty target and inf otherwise. An impossible alignment gives ``inf``
-    (as torch) with a zero gradient for that sample (torch: NaN); with ``zero_infinity=True``
-    both are 0. An empty batch (``N = 0``) gives NaN for ``mean`` and 0 for ``sum`` (torch
-    raises). Errors: ``TypeError`` for a non-floating ``log_probs``, non-integer (e.g. float)
+    (as torch); its gradient is torch's (NaN) by default, 0 with ``exact_grad=True``; with
+    ``zero_infinity=True`` both are 0. An empty batch (``N = 0``) gives NaN for ``mean`` and 0 for
+    ``sum`` (torch raises; losskit's formula computes it). Errors: ``TypeError`` for a non-floating ``log_probs``, non-integer (e.g. float)
     ``targets`` or lengths; ``ValueError`` for ``blank`` outside ``[0, C)``, lengths that are
     negative or exceed ``T`` / ``S``, mismatched batch sizes, and a target holding ``blank``;
     ``IndexError`` for a label outside ``[0, C)``. The two label checks read ``targets`` and
@@ -268,25 +320,83 @@ def ctc_loss(
     zero_infinity = check_bool("zero_infinity", zero_infinity)
     check_ndim("log_probs", log_probs, (2, 3))
     unbatched = log_probs.dim() == 2
-    lp = upcast(log_probs.unsqueeze(1) if unbatched else log_probs)
-    t_len, batch, classes = lp.shape
+    t_len, batch, classes = (
+        (log_probs.shape[0], 1, log_probs.shape[1]) if unbatched else log_probs.shape
+    )
     if not 0 <= blank < classes:
         raise ValueError(f"blank must be in label range [0, {classes}), got blank={blank}")
     check_ndim("targets", targets, (1, 2))
     in_lens = _lengths("input_lengths", input_lengths, batch)
     tg_lens = _lengths("target_lengths", target_lengths, batch)
     _check_length_values("input_lengths", in_lens, t_len, "T = log_probs.shape[0]")
-    labels, mask = _padded_labels(targets.to(lp.device), tg_lens, batch, unbatched)
-    _check_label_values(labels, mask, classes, blank)
+    exact_grad = check_bool("exact_grad", exact_grad)
+    if targets.device != log_probs.device:  # allowed, as torch
+        targets = targets.to(log_probs.device)
+    _check_targets(targets, tg_lens, batch, unbatched)
+    _check_label_values(targets, tg_lens, classes, blank)
+    return _CTC(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infinity, exact_grad)
 
+
+def _ctc_torch(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infinity, exact_grad):
+    lp = compute_input(log_probs)  # torch's CPU kernel has no float16/bfloat16
+    if targets.dtype not in (torch.int64, torch.int32):
+        targets = targets.long()
+    if log_probs.dim() == 2:  # unbatched: torch takes (S,) or (1, S) targets as a batch of one
+        lp = lp.unsqueeze(1)
+        out = torch.ctc_loss(lp, targets.reshape(1, -1), in_lens, tg_lens, blank, 0, zero_infinity)
+        out = out.squeeze(0) if reduction == "none" else _reduce_ctc(out, tg_lens, reduction)
+    else:
+        red = REDUCTION_ENUM[reduction]
+        out = torch.ctc_loss(lp, targets, in_lens, tg_lens, blank, red, zero_infinity)
+    return restore(out, log_probs.dtype)
+
+
+def _ctc_formula(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infinity, exact_grad):
+    unbatched = log_probs.dim() == 2
+    lp = upcast(log_probs.unsqueeze(1) if unbatched else log_probs)
+    labels, _ = _padded_labels(targets.reshape(1, -1) if unbatched else targets, tg_lens)
     loss = -_log_likelihood(lp, labels, in_lens, tg_lens, blank)
+    infinite = loss == float("inf")
+    if not exact_grad and lp.requires_grad:
+        # torch's gradient is the exact one plus exp(log_probs) on the frames a sample reads:
+        # add a term whose value is 0 and whose gradient is that (0 for an infinite loss).
+        frames = torch.arange(lp.shape[0], device=lp.device).unsqueeze(1) < torch.tensor(
+            in_lens, device=lp.device
+        )
+        mass = (lp.exp() * frames.unsqueeze(2)).sum((0, 2))
+        loss = loss + torch.where(infinite, 0.0, mass - mass.detach())
     if zero_infinity:
-        loss = torch.where(loss == float("inf"), torch.zeros_like(loss), loss)
+        loss = torch.where(infinite, torch.zeros_like(loss), loss)
     if reduction == "none":
         out = loss.squeeze(0) if unbatched else loss
-    elif reduction == "sum":
-        out = loss.sum()
     else:
-        divisor = torch.tensor(tg_lens, dtype=loss.dtype, device=loss.device).clamp_min(1.0)
-        out = (loss / divisor).mean()
+        out = _reduce_ctc(loss, tg_lens, reduction)
     return out.to(log_probs.dtype)
+
+
+def _reduce_ctc(loss: torch.Tensor, tg_lens: list[int], reduction: str) -> torch.Tensor:
+    if reduction == "sum":
+        return loss.sum()
+    divisor = torch.tensor(tg_lens, dtype=loss.dtype, device=loss.device).clamp_min(1.0)
+    return (loss / divisor).mean()
+
+
+def _ctc_torch_refuses(
+    log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infinity, exact_grad
+):
+    if exact_grad:
+        return "exact_grad=True (torch's gradient assumes log_softmax inputs)"
+    if torch.compiler.is_compiling():
+        return "torch.compile: torch's op has a data-dependent output shape (a graph break)"
+    if log_probs.dim() == 3 and log_probs.shape[1] == 0:
+        return "an empty batch (torch's op raises)"
+    return None
+
+
+_CTC = Backends(
+    "ctc_loss",
+    torch=_ctc_torch,
+    formula=_ctc_formula,
+    refuses={"torch": _ctc_torch_refuses},
+)
+ctc_loss.backends = _CTC

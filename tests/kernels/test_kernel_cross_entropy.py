@@ -16,7 +16,7 @@ pytest.importorskip("triton")
 from kernel_helpers import TOL, close, grads, leaf
 
 import losskit
-from losskit.kernels import KernelUnsupportedError, dispatch, use_kernels
+from losskit.kernels import KernelUnsupportedError, use_kernels
 from losskit.kernels.cross_entropy import function as ce_fn
 from losskit.linear import cross_entropy_with_z_loss
 from losskit.reference.linear import cross_entropy_with_z_loss as ref_z
@@ -35,9 +35,8 @@ def block(request, monkeypatch):
 
 
 def _kernel_ce(*args, **kwargs):
-    with use_kernels("always"):
-        out = dispatch.maybe_cross_entropy(*args, **kwargs)
-    assert out is not None
+    with use_kernels("always"):  # the public function, its kernel backend forced
+        out = losskit.cross_entropy(*args, **kwargs)
     if args[0].requires_grad:  # the kernel's Function, not the PyTorch graph
         assert "CrossEntropyFunction" in type(out.grad_fn).__name__
     return out
@@ -245,8 +244,9 @@ def test_unsupported_calls_raise_under_always_and_fall_back_under_auto():
     x = torch.randn(4, C, dtype=torch.float64)
     t = torch.tensor([1, 2, 3, 4])
     with use_kernels("always"), pytest.raises(KernelUnsupportedError, match="float64"):
-        dispatch.maybe_cross_entropy(x, t)
+        losskit.cross_entropy(x, t)
     with use_kernels("always"), pytest.raises(KernelUnsupportedError, match="probability"):
-        dispatch.maybe_cross_entropy(x.float(), torch.rand(4, C))
-    with use_kernels("auto"):  # CPU tensors: the PyTorch path
-        assert dispatch.maybe_cross_entropy(x.float(), t) is None
+        losskit.cross_entropy(x.float(), torch.rand(4, C))
+    with use_kernels("auto"):  # CPU tensors: torch's op
+        out = losskit.cross_entropy(x.float().requires_grad_(), t)
+        assert "CrossEntropyFunction" not in type(out.grad_fn).__name__

@@ -1,19 +1,23 @@
-"""The kernel switch: modes, the context manager, fall-backs, and ``import losskit`` without triton."""
+"""The kernel switch: per-thread modes, the context manager, fall-backs through the public losses,
+and ``import losskit`` without triton."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
-from losskit.kernels import KernelUnsupportedError, dispatch, get_kernel_mode, use_kernels
+import losskit
+from losskit import _dispatch
+from losskit.kernels import KernelUnsupportedError, get_kernel_mode, use_kernels
 
 
-def test_mode_is_global_and_the_context_manager_restores_it():
+def test_mode_is_per_thread_set_at_once_and_the_context_manager_restores_it():
     assert get_kernel_mode() == "auto"
     with use_kernels("never"):
         assert get_kernel_mode() == "never"
@@ -21,52 +25,65 @@ def test_mode_is_global_and_the_context_manager_restores_it():
             assert get_kernel_mode() == "always"
         assert get_kernel_mode() == "never"
     assert get_kernel_mode() == "auto"
-    use_kernels("never")
+    use_kernels("never")  # takes effect without a with-block
     try:
         assert get_kernel_mode() == "never"
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(get_kernel_mode()))
+        thread.start()
+        thread.join()
+        assert seen == ["auto"]  # another thread keeps its own mode
     finally:
         use_kernels("auto")
 
 
 @pytest.mark.parametrize("bad", ["sometimes", None, 1])
 def test_unknown_mode_raises(bad):
-    with pytest.raises(ValueError, match=r"use_kernels\(\) got mode="):
+    with pytest.raises(ValueError, match=r"use_kernels\(\) got"):
         use_kernels(bad)
     assert get_kernel_mode() == "auto"
 
 
-def test_auto_uses_the_pytorch_path_for_cpu_tensors_and_never_always_does():
-    x, y = torch.randn(4, 3), torch.rand(4, 3)
+def _grad_fn(out: torch.Tensor) -> str:
+    return type(out.grad_fn).__name__
+
+
+def test_auto_uses_torch_for_cpu_tensors_and_never_always_does():
+    x, y = torch.randn(4, 3, requires_grad=True), torch.rand(4, 3)
     t = torch.tensor([0, 1, 2, 0])
     for mode in ("auto", "never"):
         with use_kernels(mode):
-            assert dispatch.maybe_cross_entropy(x, t) is None
-            assert dispatch.maybe_binary_cross_entropy_with_logits(x, y) is None
-            assert dispatch.maybe_sigmoid_focal_loss(x, y) is None
-            assert dispatch.maybe_kl_div(x.log_softmax(1), y) is None
+            assert "CrossEntropyFunction" not in _grad_fn(losskit.cross_entropy(x, t))
+            out = losskit.binary_cross_entropy_with_logits(x, y)
+            assert "BinaryLossFunction" not in _grad_fn(out)
+            assert "KLDivFunction" not in _grad_fn(losskit.kl_div(x.log_softmax(1), y))
 
 
 def test_always_runs_the_kernel_on_cpu_under_the_interpreter(kernels):
     x = torch.randn(4, 3, requires_grad=True)
-    out = dispatch.maybe_cross_entropy(x, torch.tensor([0, 1, 2, 0]))
-    assert out is not None and "CrossEntropyFunction" in type(out.grad_fn).__name__
+    out = losskit.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
+    assert "CrossEntropyFunction" in _grad_fn(out)
+    with losskit.use_backend("kernel"):  # pinning the backend does the same
+        assert "CrossEntropyFunction" in _grad_fn(
+            losskit.cross_entropy(x, torch.tensor([1, 2])[[0, 1, 0, 1]])
+        )
 
 
 def test_always_without_the_interpreter_names_the_device(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with use_kernels("always"), pytest.raises(KernelUnsupportedError, match="tensors on cpu"):
-        dispatch.maybe_cross_entropy(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+        losskit.cross_entropy(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
 
 
 def test_missing_triton_is_reported_under_always(monkeypatch):
-    monkeypatch.setattr(dispatch, "kernels_available", lambda: False)
+    monkeypatch.setattr(_dispatch, "kernels_available", lambda: False)
     with (
         use_kernels("always"),
         pytest.raises(KernelUnsupportedError, match=r"triton is not installed"),
     ):
-        dispatch.maybe_sigmoid_focal_loss(torch.randn(3), torch.rand(3))
+        losskit.kl_div(torch.randn(3), torch.rand(3))
     with use_kernels("auto"):
-        assert dispatch.maybe_sigmoid_focal_loss(torch.randn(3), torch.rand(3)) is None
+        losskit.kl_div(torch.randn(3), torch.rand(3))
 
 
 def test_functorch_transforms_use_the_pytorch_path(kernels):
@@ -74,14 +91,16 @@ def test_functorch_transforms_use_the_pytorch_path(kernels):
     y = torch.rand(3, 4)
 
     def loss(z):
-        with use_kernels("auto"):
-            out = dispatch.maybe_binary_cross_entropy_with_logits(z, y)
-        assert out is None  # CPU + auto, and a transform is active
-        return z.sum()
+        with use_kernels("auto"):  # CPU + auto, and a transform is active: torch's op
+            return losskit.binary_cross_entropy_with_logits(z, y)
 
     torch.func.grad(loss)(x)
     with pytest.raises(KernelUnsupportedError, match=r"torch\.func"):
-        torch.func.grad(lambda z: dispatch.maybe_binary_cross_entropy_with_logits(z, y))(x)
+        torch.func.grad(lambda z: losskit.binary_cross_entropy_with_logits(z, y))(x)
+
+
+def test_kernel_unsupported_error_is_the_seams_error():
+    assert KernelUnsupportedError is losskit.BackendUnsupportedError
 
 
 def test_import_losskit_works_without_triton(tmp_path):
@@ -101,7 +120,7 @@ x = torch.randn(4, 3, requires_grad=True)
 losskit.cross_entropy(x, torch.tensor([0, 1, 2, 0])).backward()
 with use_kernels("always"):
     try:
-        dispatch.maybe_cross_entropy(x, torch.tensor([0, 1, 2, 0]))
+        losskit.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
     except dispatch.KernelUnsupportedError as e:
         assert "triton is not installed" in str(e)
     else:

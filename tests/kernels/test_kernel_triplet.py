@@ -1,4 +1,5 @@
-"""Batch-hard mining kernel and loss against a brute-force loop and a plain PyTorch formula."""
+"""Batch-hard mining kernel and the public batch-hard triplet loss (which mines with it) against a
+brute-force loop and a plain PyTorch formula."""
 
 from __future__ import annotations
 
@@ -9,8 +10,28 @@ pytest.importorskip("triton")
 
 from kernel_helpers import close, grads, leaf
 
+import losskit
 from losskit.kernels.triplet import function as tri_fn
-from losskit.kernels.triplet.loss import batch_hard_triplet_loss, maybe_batch_hard_mining
+from losskit.kernels.triplet.rules import batch_hard_kernel
+from losskit.metric import batch_hard_triplets
+
+
+def maybe_batch_hard_mining(x, labels):
+    return batch_hard_kernel(x, labels, "euclidean", 2.0)
+
+
+def batch_hard_triplet_loss(
+    x, labels, margin=0.2, metric="euclidean", soft_margin=False, reduction="mean"
+):
+    return losskit.metric.triplet_loss(
+        x,
+        labels,
+        margin=margin,
+        mining="batch_hard",
+        metric=metric,
+        soft_margin=soft_margin,
+        reduction=reduction,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +72,13 @@ def _plain_batch_hard(x, labels, margin, metric, soft, reduction):
     d_ap = torch.where(pos_mask, d, torch.full_like(d, -1e9)).max(1).values
     d_an = torch.where(neg_mask, d, torch.full_like(d, 1e9)).min(1).values
     valid = pos_mask.any(1) & neg_mask.any(1)
-    per = torch.nn.functional.softplus(d_ap - d_an) if soft else (d_ap - d_an + margin).clamp_min(0)
+    # losskit.metric.triplet_loss: the soft margin is softplus(delta + margin); "none" lists the
+    # mined triplets (the valid anchors) only.
+    delta = d_ap - d_an + margin
+    per = torch.nn.functional.softplus(delta) if soft else delta.clamp_min(0)
     per = torch.where(valid, per, torch.zeros_like(per))
     if reduction == "none":
-        return per
+        return per[valid]
     if reduction == "sum":
         return per.sum()
     return per.sum() / valid.sum().clamp_min(1)
@@ -119,11 +143,21 @@ def test_loss_and_gradient_match_the_plain_formula(kernels, metric, soft, reduct
         assert not ours.any() and not ga.any()
 
 
+def test_public_miner_uses_the_kernel_and_agrees_with_brute_force(kernels):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(23, 9, generator=g)
+    labels = LAYOUTS["unbalanced"](g, 23)
+    anchors, pos, neg = batch_hard_triplets(x, labels)
+    exp_pos, exp_neg = _brute_force_mining(x, labels)
+    valid = (exp_pos >= 0) & (exp_neg >= 0)
+    assert torch.equal(anchors, valid.nonzero(as_tuple=True)[0])
+    assert torch.equal(pos, exp_pos[valid]) and torch.equal(neg, exp_neg[valid])
+
+
 def test_pytorch_path_gives_the_same_loss(pytorch_path):
     g = torch.Generator().manual_seed(5)
     x = torch.randn(20, 6, generator=g, dtype=torch.float64)
     labels = torch.arange(20) % 3
-    assert maybe_batch_hard_mining(x, labels) is None
     close(
         batch_hard_triplet_loss(x, labels),
         _plain_batch_hard(x, labels, 0.2, "euclidean", False, "mean"),

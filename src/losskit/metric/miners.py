@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 import torch
 
+from .._dispatch import Backends
 from .._precision import upcast
-from ..kernels.triplet.loss import maybe_batch_hard_mining
+from ..kernels.triplet.rules import batch_hard_kernel, batch_hard_refuses
 from ._common import (
     CHUNK_ELEMENTS,
     check_choice,
@@ -265,11 +266,10 @@ def batch_hard_from_embeddings(
     """
     if x.shape[0] == 0:
         return _empty_triplets(x.device)
-    mined = maybe_batch_hard_mining(x, labels, metric)  # the fused kernel on CUDA, else None
-    if mined is not None:
-        pos, neg = mined
-        anchors = ((pos >= 0) & (neg >= 0)).nonzero(as_tuple=True)[0]
-        return Triplets(anchors, pos[anchors], neg[anchors])
+    return _BATCH_HARD_MINING(x, labels, metric, p)
+
+
+def _batch_hard_formula(x: torch.Tensor, labels: torch.Tensor, metric: str, p: float) -> Triplets:
     with torch.no_grad():
         g = label_groups(labels)
         scores = ordering_matrix(x, metric, p)  # a fresh tensor: modified in place below
@@ -279,6 +279,22 @@ def batch_hard_from_embeddings(
         hardest_neg = scores.scatter_(1, g.members, math.inf).min(1).indices
         anchors = (g.has_positive & g.has_negative).nonzero(as_tuple=True)[0]
         return Triplets(anchors, hardest_pos[anchors], hardest_neg[anchors])
+
+
+def _batch_hard_kernel(x: torch.Tensor, labels: torch.Tensor, metric: str, p: float) -> Triplets:
+    pos, neg = batch_hard_kernel(x, labels, metric, p)
+    anchors = ((pos >= 0) & (neg >= 0)).nonzero(as_tuple=True)[0]
+    return Triplets(anchors, pos[anchors], neg[anchors])
+
+
+# The mining step of batch-hard triplet losses: the fused Triton kernel on CUDA, else PyTorch.
+_BATCH_HARD_MINING = Backends(
+    "batch_hard_mining",
+    formula=_batch_hard_formula,
+    kernel=_batch_hard_kernel,
+    refuses={"kernel": batch_hard_refuses},
+)
+batch_hard_triplets.backends = _BATCH_HARD_MINING
 
 
 def positive_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

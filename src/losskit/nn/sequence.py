@@ -18,12 +18,20 @@ class CTCLoss(Loss):
     checked at the call, when ``C`` is known.
     """
 
-    def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False):
+    def __init__(
+        self,
+        blank: int = 0,
+        reduction: str = "mean",
+        zero_infinity: bool = False,
+        *,
+        exact_grad: bool = False,
+    ):
         super().__init__(reduction)
         self.blank = check_int("blank", blank)
         if self.blank < 0:
             raise ValueError(f"blank must be in label range [0, C), got blank={blank}")
         self.zero_infinity = check_bool("zero_infinity", zero_infinity)
+        self.exact_grad = check_bool("exact_grad", exact_grad)
 
     def forward(
         self,
@@ -40,9 +48,11 @@ class CTCLoss(Loss):
             self.blank,
             self.reduction,
             self.zero_infinity,
+            exact_grad=self.exact_grad,
         )
 
     def extra_repr(self) -> str:
         return (
             f"blank={self.blank}, reduction={self.reduction!r}, zero_infinity={self.zero_infinity}"
+            + (", exact_grad=True" if self.exact_grad else "")
         )

@@ -116,9 +116,11 @@ def ctc_loss(
     blank=0,
     reduction="mean",
     zero_infinity=False,
+    exact_grad=True,
 ):
     """``-log sum_{alignments} prod_t p_t(pi_t)`` per sample by the alpha recursion;
-    ``mean`` divides each loss by ``max(target_length, 1)`` then averages over the batch."""
+    ``mean`` divides each loss by ``max(target_length, 1)`` then averages over the batch.
+    ``exact_grad`` (losskit's choice of gradient) does not change the value."""
     samples, tg_lens, unbatched = _samples(log_probs, targets, input_lengths, target_lengths)
     loss = np.array([-_log_likelihood(lp, labels, blank) for lp, labels in samples])
     if zero_infinity:
@@ -135,6 +137,7 @@ def ctc_loss_grad(
     reduction="mean",
     zero_infinity=False,
     grad_output=None,
+    exact_grad=True,
 ):
     """d/d log_probs of ``sum(grad_output * ctc_loss(...))`` by the alpha-beta posteriors.
 

@@ -1,9 +1,11 @@
 """Registry entry of the CTC loss.
 
 Samples hold real log-probabilities (``log_softmax`` of random numbers), so the finite
-differences of the reference w.r.t. ``log_probs`` are the true gradient, which losskit computes.
-torch's CTC backward is not that gradient (see :func:`losskit.ctc_loss`), hence
-``torch_grad_parity=False``; ``tests/test_ctc.py`` compares gradients w.r.t. logits instead.
+differences of the reference w.r.t. ``log_probs`` are the true gradient, which losskit computes
+with ``exact_grad=True``: the samples ask for it. torch's CTC backward (losskit's default) is not
+that gradient (see :func:`losskit.ctc_loss`), hence ``torch_grad_parity=False``;
+``tests/test_ctc.py`` checks the default against torch (values and gradients) and compares
+gradients w.r.t. logits.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ _HALVES = (torch.float16, torch.bfloat16)
 
 def _torch_ctc(log_probs: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     """torch's CTC loss. Its CPU kernel has no float16/bfloat16, so those dtypes run in float32
-    (as losskit computes them) and the result is rounded back."""
+    (as losskit computes them) and the result is rounded back. ``exact_grad`` is losskit's."""
+    kwargs.pop("exact_grad", None)
     if log_probs.dtype in _HALVES:
         return TF.ctc_loss(log_probs.float(), *args, **kwargs).to(log_probs.dtype)
     return TF.ctc_loss(log_probs, *args, **kwargs)
@@ -39,6 +42,19 @@ def _labels(g: torch.Generator, classes: int, blank: int, *shape: int) -> torch.
 
 
 def _ctc_samples(g: torch.Generator) -> list[Sample]:
+    return [
+        Sample(
+            args=s.args,
+            kwargs={**s.kwargs, "exact_grad": True},
+            desc=s.desc,
+            ref_kwargs=s.ref_kwargs,
+            torch_kwargs=s.torch_kwargs,
+        )
+        for s in _plain_ctc_samples(g)
+    ]
+
+
+def _plain_ctc_samples(g: torch.Generator) -> list[Sample]:
     padded = _labels(g, 5, 0, 3, 3)
     padded[1, 2:] = 0  # padding beyond target_lengths is never read (0 = blank here)
     padded[2, 1:] = 0

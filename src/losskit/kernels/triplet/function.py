@@ -24,7 +24,8 @@ def triton_batch_hard_mine(
     ``embeddings`` ``(B, D)`` (float32/16/bf16), ``labels`` ``(B,)`` integer. Returns two int64
     tensors ``(B,)``; ``-1`` where an anchor has no positive (or no negative). ``unit_norms``
     takes every ``|a|^2`` as 1, so the distance is ``2 - 2 a.b``: with L2-normalised rows, twice
-    the cosine distance, a zero row (normalised to 0) included.
+    the cosine distance, a zero row (normalised to 0) included. ``D = 0`` is refused by
+    :func:`losskit.kernels.triplet.rules.batch_hard_refuses` (the PyTorch mining takes it).
     """
     b, d = embeddings.shape
     pos = torch.full((b,), -1, device=embeddings.device, dtype=torch.int32)
@@ -40,14 +41,4 @@ def triton_batch_hard_mine(
             embeddings, *embeddings.stride(), sqn, lab, pos, neg, b, d,
             BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=block_d, PRECISION=PRECISION, num_warps=NUM_WARPS,
         )  # fmt: skip
-    elif b:  # D = 0: every distance is 0; the first other-index of each kind wins
-        return _mine_torch(embeddings.float(), labels, unit_norms)
     return pos.long(), neg.long()
-
-
-def _mine_torch(
-    x: torch.Tensor, labels: torch.Tensor, unit_norms: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    from .loss import mine_batch_hard_torch
-
-    return mine_batch_hard_torch(x, labels, unit_norms)
