@@ -26,14 +26,24 @@ def check_reduction(reduction: object, allowed: Sequence[str] = REDUCTIONS) -> s
     return reduction
 
 
-def reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+# What ``mean`` of nothing is (an empty batch, every target ignored, no mined triplet). Each call
+# site names its rule, so the choice is visible where it is made:
+EMPTY_NAN = "nan"  # torch's losses: 0 / 0
+EMPTY_ZERO = "zero"  # torchvision's box losses, mmdetection, metric learning: 0, graph kept
+EMPTY_RULES = (EMPTY_NAN, EMPTY_ZERO)
+
+
+def reduce(loss: torch.Tensor, reduction: str, *, empty: str = EMPTY_NAN) -> torch.Tensor:
     """Apply ``"none" | "mean" | "sum"`` to an element-wise loss.
 
-    ``mean`` of an empty tensor is NaN and ``sum`` is 0, as in torch.
+    ``sum`` of an empty tensor is 0; its ``mean`` is NaN with ``empty=EMPTY_NAN`` (torch's rule)
+    and 0 with ``empty=EMPTY_ZERO`` (the sum of the empty, graph-attached tensor).
     """
     if reduction == "none":
         return loss
     if reduction == "mean":
+        if empty == EMPTY_ZERO and loss.numel() == 0:
+            return loss.sum()
         return loss.mean()
     if reduction == "sum":
         return loss.sum()

@@ -59,7 +59,7 @@ from ._checks import (
 )
 from ._dispatch import Backends
 from ._precision import upcast
-from ._reduction import check_reduction
+from ._reduction import EMPTY_ZERO, check_reduction, reduce
 
 __all__ = [
     "alpha_iou_loss",
@@ -127,11 +127,7 @@ def _check_pair(pred: object, target: object) -> tuple[torch.Tensor, torch.Tenso
 
 def _reduce_boxes(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     # As torchvision: the mean of no boxes is 0 (keeping the graph), not NaN.
-    if reduction == "none":
-        return loss
-    if reduction == "sum" or loss.numel() == 0:
-        return loss.sum()
-    return loss.mean()
+    return reduce(loss, reduction, empty=EMPTY_ZERO)
 
 
 # ---------------------------------------------------------------- geometry

@@ -42,7 +42,7 @@ from ._checks import (
 )
 from ._dispatch import Backends
 from ._precision import upcast
-from ._reduction import check_reduction
+from ._reduction import EMPTY_ZERO, check_reduction, reduce
 
 __all__ = [
     "balanced_l1_loss",
@@ -103,13 +103,9 @@ def _weight_reduce(
     mean divides by ``avg_factor`` if given. The mean of no elements is 0 (graph kept)."""
     if weight is not None:
         loss = loss * upcast(weight)
-    if reduction == "none":
-        return loss
-    if reduction == "sum":
-        return loss.sum()
-    if avg_factor is not None:
+    if reduction == "mean" and avg_factor is not None:
         return loss.sum() / avg_factor
-    return loss.sum() if loss.numel() == 0 else loss.mean()
+    return reduce(loss, reduction, empty=EMPTY_ZERO)
 
 
 def _pow_abs(d: torch.Tensor, p: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from .._autograd import functorch_active
 from .._checks import check_bool
 from .._precision import upcast
-from .._reduction import check_reduction
+from .._reduction import EMPTY_ZERO, check_reduction, reduce
 from ._common import (
     check_choice,
     check_embeddings,
@@ -134,12 +134,7 @@ def _hinge(delta: torch.Tensor, margin: float, soft: bool) -> torch.Tensor:
 
 def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
     """``mean`` of no triplet is 0 (not NaN): the sum of an empty, graph-attached tensor."""
-    if reduction == "none":
-        return losses
-    total = losses.sum()
-    if reduction == "sum":
-        return total
-    return total / max(losses.numel(), 1)
+    return reduce(losses, reduction, empty=EMPTY_ZERO)
 
 
 class _BatchAllTriplet(torch.autograd.Function):
