@@ -45,6 +45,13 @@ def check_all_gather(rank: int, world: int) -> None:
     # Every rank computed the same loss: its slice receives the sum of the W identical gradients.
     _close(mine.grad, world * full.grad[start : start + sizes[rank]], "slice gradient")
 
+    # The backward must not sum the ranks' gradients in the caller's upstream tensor.
+    again = blocks[rank].clone().requires_grad_(True)
+    gathered = all_gather_with_grad(again)
+    upstream = torch.ones_like(gathered)
+    gathered.backward(upstream)
+    _close(upstream, torch.ones_like(upstream), "upstream gradient left untouched")
+
 
 def check_vocab_parallel(rank: int, world: int) -> None:
     _check_vocab_parallel(rank, {2: [3, 8], 3: [2, 4, 5]}[world])  # uneven shards of V = 11

@@ -75,7 +75,8 @@ class _AllGatherWithGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         # Every rank's loss may touch every slice: sum the gradients, keep our own slice.
-        grad = grad.contiguous()
+        # A copy: all_reduce works in place, and ``grad`` may be the caller's upstream tensor.
+        grad = grad.clone(memory_format=torch.contiguous_format)
         dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
         start, end = ctx.bounds
         return grad[start:end], None
