@@ -3,6 +3,7 @@
 from ._base import Loss, WeightedLoss
 from .boxes import *
 from .classification import *
+from .contrastive import *
 from .detection import *
 from .distillation import *
 from .divergence import *

@@ -6,6 +6,7 @@ calls torch. They are the test oracle and the documentation a reader can trust.
 
 from .boxes import *
 from .classification import *
+from .contrastive import *
 from .detection import *
 from .distillation import *
 from .divergence import *

@@ -16,3 +16,4 @@ from . import (
     sequence,
     surrogate,
 )
+from . import contrastive
