@@ -15,5 +15,6 @@ from .metric_extra import *
 from .perceptual import *
 from .ranking import *
 from .regression import *
+from .segmentation import *
 from .sequence import *
 from .surrogate import *

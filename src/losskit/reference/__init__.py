@@ -18,5 +18,6 @@ from .metric_extra import *
 from .multitask import *
 from .ranking import *
 from .regression import *
+from .segmentation import *
 from .sequence import *
 from .surrogate import *

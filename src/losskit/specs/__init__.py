@@ -13,6 +13,7 @@ from . import (
     metric_extra,
     ranking,
     regression,
+    segmentation,
     sequence,
     surrogate,
 )
