@@ -13,6 +13,7 @@ box losses in :mod:`losskit.gan` and :mod:`losskit.boxes`; metric learning in
 from . import boxes, distributed, gan, kernels, metric, multitask, nn, reference
 from . import segmentation
 from . import contrastive
+from . import lm
 from ._checks import get_checks, set_checks
 from ._dispatch import BackendUnsupportedError, get_backend, use_backend
 from ._reduction import REDUCTIONS

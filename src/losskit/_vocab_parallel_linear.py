@@ -93,11 +93,13 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
 
         ctx.save_for_backward(x, w, b, lse, local_t, mine, keep)
         ctx.opts = (group, vocab, eps, reduction, chunk)
+        # float32 for half inputs, like linear_cross_entropy (what users log stays exact).
+        out_dtype = torch.promote_types(x.dtype, torch.float32)
         if reduction == "none":
-            return loss.to(x.dtype)
+            return loss.to(out_dtype)
         total = loss.sum()
         # mean over kept rows: 0 / 0 = NaN when all are ignored, as torch.
-        return (total / keep.sum() if reduction == "mean" else total).to(x.dtype)
+        return (total / keep.sum() if reduction == "mean" else total).to(out_dtype)
 
     @staticmethod
     @first_order_only(
@@ -184,7 +186,8 @@ def vocab_parallel_linear_cross_entropy(
     per-row statistics (local max, sum of exponentials, target logit, row sum of logits); the
     backward recomputes each chunk's logits. Logits come from a GEMM in the input dtype and all
     statistics and gradients of the logits are computed in float32 for float16/bfloat16 inputs
-    (in the input dtype for float32/float64).
+    (in the input dtype for float32/float64); the loss is float32 for half inputs, as
+    :func:`losskit.linear_cross_entropy`.
 
     Collectives per call, on every rank alike: forward one ``all_gather`` of the shard sizes and
     two ``all_reduce`` (MAX of the row maxima; one SUM of the stacked rescaled sums of

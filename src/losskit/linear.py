@@ -1,11 +1,11 @@
 """Language-model head losses: cross entropy fused with the vocabulary projection, and z-loss.
 
-:func:`linear_cross_entropy` computes ``cross_entropy(input @ linear_weight.T + linear_bias,
-target)`` in chunks of rows, so the full ``N × V`` logits never exist: each chunk's logits are
-made, turned into their gradient, multiplied into the gradients of ``input``, ``linear_weight``
-and ``linear_bias`` and freed. :func:`cross_entropy_with_z_loss` adds the PaLM z-loss and logit
-soft-capping to class-index cross entropy. On CUDA (with ``triton``) both use the fused
-cross-entropy kernel of :mod:`losskit.kernels`; elsewhere the same formulas run in PyTorch.
+:func:`linear_cross_entropy` computes ``cross_entropy(cap(s * (input @ W.T + b)), target)`` (plus
+an optional z-loss) a chunk of rows at a time, so the full ``N × V`` logits never exist; the
+chunked engine is :mod:`losskit._chunked_linear`, reached through the dispatch seam (a ``formula``
+backend, and a ``kernel`` backend whose chunks run the fused cross-entropy kernel on CUDA).
+:func:`cross_entropy_with_z_loss` adds the PaLM z-loss and logit soft-capping to class-index cross
+entropy on materialised logits.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._autograd import detach_unless_grad, first_order_only, functorch_active
+from ._autograd import detach_unless_grad, functorch_active
 from ._checks import (
     check_bool,
     check_class_indices,
@@ -28,17 +28,13 @@ from ._checks import (
     check_same_device,
     check_tensor,
 )
-from ._precision import upcast
+from ._chunked_linear import Opts, default_chunk_bytes, rows_per_chunk
+from ._dispatch import Backends
+from ._precision import compute_dtype, upcast
 from ._reduction import check_reduction
 from .kernels import dispatch
 
 __all__ = ["cross_entropy_with_z_loss", "linear_cross_entropy"]
-
-# Elements per chunk of logits: ~64 MB of float32 on the PyTorch path; ~512 MB of bfloat16 on the
-# kernel path. Each chunk reads and writes the whole linear_weight gradient once (its
-# accumulation), so fewer, larger chunks are faster; the chunk's logits are the memory price.
-_TORCH_CHUNK_ELEMENTS = 1 << 24
-_KERNEL_CHUNK_ELEMENTS = 1 << 28
 
 
 # ---------------------------------------------------------------- cross entropy with z-loss
@@ -149,23 +145,51 @@ def cross_entropy_with_z_loss(
     check_class_weight(weight, num_classes, input)
     check_class_indices(target, num_classes, ignore_index)
 
-    problem = dispatch.first_problem(
-        dispatch.dtype_problem("input", input),
-        None if num_classes > 0 else "zero classes",
-        dispatch.grad_problem(weight=weight),
-    )
-    if dispatch.select("cross_entropy_with_z_loss", (input, target, weight), problem):
-        from .kernels.cross_entropy.function import triton_cross_entropy
+    return _Z_LOSS(
+        input, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale,
+        softcap, return_z_loss, inplace_backward,
+    )  # fmt: skip
 
-        return triton_cross_entropy(
-            input, target, weight, ignore_index, reduction, label_smoothing,
-            lse_square_scale=lse_square_scale, softcap=softcap,
-            return_z_loss=return_z_loss, inplace_backward=inplace_backward,
-        )  # fmt: skip
+
+def _z_loss_formula(
+    input, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale, softcap,
+    return_z_loss, inplace_backward,
+):  # fmt: skip
     loss, z = _z_loss_torch(
         input, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale, softcap
     )
     return (loss, z) if return_z_loss else loss
+
+
+def _z_loss_refuses_kernel(input, target, weight, *args) -> str | None:
+    num_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
+    return dispatch.first_problem(
+        dispatch.dtype_problem("input", input),
+        None if num_classes > 0 else "zero classes",
+        dispatch.grad_problem(weight=weight),
+    )
+
+
+def _z_loss_kernel(
+    input, target, weight, ignore_index, reduction, label_smoothing, lse_square_scale, softcap,
+    return_z_loss, inplace_backward,
+):  # fmt: skip
+    from .kernels.cross_entropy.function import triton_cross_entropy
+
+    return triton_cross_entropy(
+        input, target, weight, ignore_index, reduction, label_smoothing,
+        lse_square_scale=lse_square_scale, softcap=softcap,
+        return_z_loss=return_z_loss, inplace_backward=inplace_backward,
+    )  # fmt: skip
+
+
+_Z_LOSS = Backends(
+    "cross_entropy_with_z_loss",
+    formula=_z_loss_formula,
+    kernel=_z_loss_kernel,
+    refuses={"kernel": _z_loss_refuses_kernel},
+)
+cross_entropy_with_z_loss.backends = _Z_LOSS  # type: ignore[attr-defined]
 
 
 def _z_loss_torch(
@@ -228,21 +252,23 @@ def _check_linear_args(
     ):
         if t is not None:
             check_same_device(name, t, input)
-    if input.dim() not in (1, 2):
-        raise ValueError(
-            f"input must be (in_features,) or (N, in_features), got shape {tuple(input.shape)}"
-        )
     if linear_weight.dim() < 2:
         raise ValueError(
             "linear_weight must be (C, in_features) or (C, d1, ..., dK, in_features), "
             f"got shape {tuple(linear_weight.shape)}"
         )
+    k_dim = linear_weight.dim() > 2
+    if input.dim() == 0 or (k_dim and input.dim() != 2):
+        expected = "(N, in_features)" if k_dim else "(in_features,) or (..., in_features)"
+        raise ValueError(f"input must be {expected}, got shape {tuple(input.shape)}")
     if linear_weight.shape[-1] != input.shape[-1]:
         raise ValueError(
             f"input has {input.shape[-1]} in_features but linear_weight of shape "
             f"{tuple(linear_weight.shape)} expects {linear_weight.shape[-1]}"
         )
-    if linear_weight.dtype != input.dtype:
+    # Under autocast the products run in its dtype whatever the inputs' (as F.linear does).
+    autocast = torch.is_autocast_enabled(input.device.type)
+    if linear_weight.dtype != input.dtype and not autocast:
         raise TypeError(
             f"linear_weight has dtype {linear_weight.dtype} but input has {input.dtype}; "
             "they must match"
@@ -250,15 +276,10 @@ def _check_linear_args(
     out_shape = tuple(linear_weight.shape[:-1])
     if linear_bias is not None and tuple(linear_bias.shape) != out_shape:
         raise ValueError(f"linear_bias must have shape {out_shape}, got {tuple(linear_bias.shape)}")
-    if linear_bias is not None and linear_bias.dtype != input.dtype:
+    if linear_bias is not None and linear_bias.dtype != input.dtype and not autocast:
         raise TypeError(
             f"linear_bias has dtype {linear_bias.dtype} but input has {input.dtype}; "
             "they must match"
-        )
-    if len(out_shape) > 1 and input.dim() == 1:
-        raise ValueError(
-            f"a K-dimensional linear_weight of shape {tuple(linear_weight.shape)} needs a "
-            f"batched input (N, {input.shape[-1]}), got shape {tuple(input.shape)}"
         )
     if target.dtype == torch.bool or target.is_complex():
         raise TypeError(
@@ -290,6 +311,92 @@ def check_chunk_size(chunk_size: object) -> int | None:
     return c
 
 
+def check_chunk_bytes(chunk_bytes: object) -> int | None:
+    if chunk_bytes is None:
+        return None
+    c = check_int("chunk_bytes", chunk_bytes)
+    if c < 1:
+        raise ValueError(f"chunk_bytes must be None or an int >= 1 (bytes), got {chunk_bytes!r}")
+    return c
+
+
+def check_logit_scale(logit_scale: object) -> float:
+    s = check_number("logit_scale", logit_scale)
+    if not (0.0 < s < math.inf):
+        raise ValueError(f"logit_scale must be a finite number > 0, got {logit_scale!r}")
+    return s
+
+
+def check_ignore_index(ignore_index: object) -> int | None:
+    """``None`` (torch's default: -100 for index targets) or an int."""
+    return None if ignore_index is None else check_int("ignore_index", ignore_index)
+
+
+def check_options(options: object) -> object:
+    """``None`` or a ``torch.nn.LinearCrossEntropyOptions`` (duck-typed: torch >= 2.13)."""
+    if options is None:
+        return None
+    if not all(hasattr(options, a) for a in ("batch_chunk_size", "chunking_method")):
+        raise TypeError(
+            "options must be None or a torch.nn.LinearCrossEntropyOptions, "
+            f"got {type(options).__name__}"
+        )
+    return options
+
+
+def _options_chunk(options: object, n_rows: int, in_features: int, n_cols: int) -> int | None:
+    """Rows per chunk that torch's ``LinearCrossEntropyOptions`` asks for (None: losskit's)."""
+    method = options.chunking_method
+    if method not in (None, "auto"):
+        # torch's "aspect_ratio[:k]": a chunk of logits as large as the input, divided by k.
+        factor = int(method.split(":", 1)[1]) if ":" in method else 1
+        rows = -(-max(n_rows, 1) // -(-n_cols // max(in_features, 1)))
+        return max(1, min((1 << (rows - 1).bit_length()) // factor, max(n_rows, 1)))
+    return options.batch_chunk_size
+
+
+def _matmul_dtype(input: torch.Tensor) -> torch.dtype:
+    device = input.device.type
+    if torch.is_autocast_enabled(device) and input.dtype != torch.float64:
+        return torch.get_autocast_dtype(device)
+    return input.dtype
+
+
+def _lce_refuses_kernel(x, w, b, target, weight, opts) -> str | None:
+    """The calls the Triton path does not take (it runs the same chunks with the kernel's math)."""
+    if target.is_floating_point():
+        return "probability targets are not supported"
+    if opts.mm_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"matmul dtype {opts.mm_dtype} (kernels take float32, float16 and bfloat16)"
+    if w.shape[0] == 0:
+        return "zero classes"
+    if weight is not None and weight.requires_grad:
+        return "a class weight that requires grad"
+    return None
+
+
+def _lce_formula(x, w, b, target, weight, opts):
+    from ._chunked_linear import ChunkedLinearCrossEntropy
+
+    # The chunks choose their own dtypes (opts.mm_dtype); autocast would recast every product.
+    with torch.autocast(x.device.type, enabled=False):
+        return ChunkedLinearCrossEntropy.apply(x, w, b, target, weight, opts)
+
+
+def _lce_kernel(x, w, b, target, weight, opts):
+    from dataclasses import replace
+
+    return _lce_formula(x, w, b, target, weight, replace(opts, use_kernel=True))
+
+
+_LCE = Backends(
+    "linear_cross_entropy",
+    formula=_lce_formula,
+    kernel=_lce_kernel,
+    refuses={"kernel": _lce_refuses_kernel},
+)
+
+
 def linear_cross_entropy(
     input: torch.Tensor,
     linear_weight: torch.Tensor,
@@ -298,102 +405,168 @@ def linear_cross_entropy(
     linear_bias: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     reduction: str = "mean",
-    ignore_index: int = -100,
+    ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    options: object = None,
     chunk_size: int | None = None,
-) -> torch.Tensor:
-    r"""Cross entropy of a linear projection, computed in chunks without the full logits.
+    chunk_bytes: int | None = None,
+    softcap: float | None = None,
+    logit_scale: float = 1.0,
+    lse_square_scale: float = 0.0,
+    return_z_loss: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Cross entropy of a linear projection (a language-model head), without the full logits.
+
+    With logits :math:`z = s\,(x W^\top + b)`, soft-capped :math:`z' = c \tanh(z / c)` (no cap
+    when ``softcap`` is ``None``) and :math:`\mathrm{lse}_i = \log \sum_v e^{z'_{iv}}`:
 
     .. math::
-        \ell = \mathrm{cross\_entropy}(x W^\top + b,\ y)
+        \ell_i = \mathrm{cross\_entropy}(z'_i, y_i) + \lambda\, \mathrm{lse}_i^2
 
     with every option of :func:`losskit.cross_entropy` (class weights, ``ignore_index``, label
-    smoothing, class-index or class-probability targets). Rows are processed ``chunk_size`` at a
-    time: a chunk's ``(chunk, C)`` logits are made, turned into their gradient in place and
-    multiplied into the gradients of ``input``, ``linear_weight`` and ``linear_bias``, so peak
-    extra memory is one chunk of logits plus the gradients themselves. For a ``mean``/``sum``
-    reduction the gradients are computed in the forward (one pass of three matrix products);
-    for ``none`` the backward recomputes the logits chunk by chunk.
+    smoothing, class-index or class-probability targets); :math:`s` is ``logit_scale``,
+    :math:`c` ``softcap``, :math:`\lambda` ``lse_square_scale`` (the z-loss; ``mean`` divides
+    it by the number of kept rows).
+
+    Rows are processed a chunk at a time: the chunk's logits are made (the matrix product in the
+    autocast dtype under :func:`torch.autocast`, else the input's), their softmax statistics
+    computed in float32, their gradient written over the same buffer and multiplied at once into
+    the gradients of ``input``, ``linear_weight`` (accumulated in float32 across chunks) and
+    ``linear_bias``. Ignored rows are dropped before the first product, so they cost nothing.
+
+    Memory: one chunk of float32 logits is alive at a time, ``chunk_bytes`` (32 MiB by default,
+    and never more than a quarter of the rows, so chunking saves memory at every vocabulary
+    size); ``softcap`` keeps a second buffer (``tanh`` for its derivative); under autocast the
+    budget holds the chunk and its half copy, plus the half copy of the weight that autocast
+    would make too. Measured (resident set of a child process, ``tests/test_linear_head.py``),
+    peak beyond the gradients in chunk budgets: 0.9-1.0 in float32, 1.9 with ``softcap``, 1.1
+    under bfloat16 autocast (beyond the weight's bfloat16 copy); the unfused formula takes 46
+    there. At N=4096, H=512, V=32768 float32: 33 MiB against 1464 MiB for
+    ``cross_entropy(linear(x, W), y)`` and 72 MiB for torch's chunked op
+    (``benchmarks/bench_lm_head_cpu.py``).
 
     Args:
-        input: ``(in_features,)`` or ``(N, in_features)``.
+        input: ``(in_features,)`` or ``(..., in_features)`` (e.g. ``(B, T, H)`` hidden states);
+            ``(N, in_features)`` with a K-dimensional ``linear_weight``.
         linear_weight: ``(C, in_features)``, or ``(C, d1, ..., dK, in_features)`` for a
             K-dimensional loss (computed unchunked, as torch does).
-        target: class indices ``()`` / ``(N,)`` / ``(N, d1, ..., dK)``, or class probabilities
-            of the logits' shape ``(C,)`` / ``(N, C)`` / ``(N, C, d1, ..., dK)``.
+        target: class indices of ``input``'s shape without its last dimension (``(N, d1, ...,
+            dK)`` with a K-dimensional weight), or class probabilities of the logits' shape.
         linear_bias: optional ``(C,)`` (or ``(C, d1, ..., dK)``).
         weight: optional per-class weight ``(C,)``.
         reduction: ``"none" | "mean" | "sum"`` (as :func:`losskit.cross_entropy`).
-        ignore_index: ignored target value (index targets). Default ``-100``, as
-            :func:`losskit.cross_entropy`; torch's default ``None`` means -100 for index targets
-            and forbids the argument for probability targets, where losskit ignores it.
+        ignore_index: ignored target value (index targets); ``None`` (default, as torch) means
+            -100. Giving it with probability targets raises, as torch does.
         label_smoothing: :math:`\varepsilon \in [0, 1]`.
-        chunk_size: rows per chunk; ``None`` picks about 64 MB of float32 logits per chunk (256 MB
-            of the input dtype on the CUDA kernel path).
+        options: a ``torch.nn.LinearCrossEntropyOptions``: its ``batch_chunk_size`` /
+            ``chunking_method`` choose the chunk; ``acc_policy`` / ``acc_dtype`` are ignored
+            (losskit always accumulates in float32). Always chunked, even with ``None``.
+        chunk_size: rows per chunk (overrides ``chunk_bytes`` and ``options``).
+        chunk_bytes: memory budget of one chunk's logits in bytes (default 32 MiB on the CPU,
+            512 MiB on CUDA).
+        softcap: :math:`c > 0` or ``None`` (Gemma 2's ``final_logit_softcapping``).
+        logit_scale: :math:`s > 0`, multiplies the logits before the softcap (Cohere, Granite).
+        lse_square_scale: :math:`\lambda \ge 0`, the z-loss of PaLM.
+        return_z_loss: also return the z term alone (same reduction, no gradient), to log it.
 
     Returns:
-        Scalar, or the target's shape (without the class dimension) for ``reduction="none"``;
-        dtype of ``input``.
+        The loss: a scalar, or for ``reduction="none"`` the target's shape (without the class
+        dimension); float32 for float16/bfloat16 inputs (the statistics' dtype, as Hugging Face
+        and Liger report it), else the input's dtype. With ``return_z_loss``,
+        ``(loss, z_loss)``.
 
     Edge cases as :func:`losskit.cross_entropy` (empty batch ``mean`` NaN, ``sum`` 0; all
-    ignored ``mean`` NaN with zero gradient). ``linear_weight``'s gradient is accumulated across
-    chunks in its own dtype (as Liger-Kernel does), so in bfloat16 it carries one rounding per
-    chunk. The gradient is not differentiable again (no double backward).
+    ignored ``mean`` NaN with zero gradient). The gradient is not differentiable again; a second
+    backward (``retain_graph=True``) recomputes it.
 
     Example:
-        >>> h = torch.randn(16, 64, requires_grad=True)
+        >>> h = torch.randn(2, 8, 64, requires_grad=True)  # (B, T, H)
         >>> lm_head = torch.randn(1000, 64, requires_grad=True)
-        >>> losskit.linear_cross_entropy(h, lm_head, torch.randint(1000, (16,))).backward()
+        >>> loss, z = losskit.linear_cross_entropy(
+        ...     h, lm_head, torch.randint(1000, (2, 8)), softcap=30.0,
+        ...     lse_square_scale=1e-4, return_z_loss=True)
+        >>> loss.backward()
 
-    Mirrors :func:`torch.nn.functional.linear_cross_entropy` (torch >= 2.13) with its
-    ``options`` replaced by ``chunk_size`` (always chunked here).
+    Mirrors :func:`torch.nn.functional.linear_cross_entropy` (torch >= 2.13). Differences:
+    always chunked (torch materialises the logits when ``options`` is ``None``); ``(..., H)``
+    inputs (torch takes ``(N, H)``); half inputs give a float32 loss (torch: the input dtype);
+    the chunked path takes label smoothing, probability targets and class weights (torch's falls
+    back to the unchunked formula). Same options as Liger-Kernel's and Apple's
+    cut-cross-entropy's fused heads (softcap, z-loss).
     """
     input, linear_weight, target, linear_bias = _check_linear_args(
         input, linear_weight, target, linear_bias
     )
     reduction = check_reduction(reduction)
-    ignore_index = check_int("ignore_index", ignore_index)
+    ignore_index = check_ignore_index(ignore_index)
     label_smoothing = check_range("label_smoothing", label_smoothing, 0.0, 1.0)
     weight = check_optional_floating("weight", weight)
+    options = check_options(options)
     chunk_size = check_chunk_size(chunk_size)
+    chunk_bytes = check_chunk_bytes(chunk_bytes)
+    softcap = check_softcap(softcap)
+    logit_scale = check_logit_scale(logit_scale)
+    lse_square_scale = check_lse_square_scale(lse_square_scale)
+    return_z_loss = check_bool("return_z_loss", return_z_loss)
     num_classes = linear_weight.shape[0]
     check_class_weight(weight, num_classes, input)
-    if not target.is_floating_point():
+    if target.is_floating_point():
+        if ignore_index is not None:
+            raise ValueError(
+                f"ignore_index cannot be specified when target contains probabilities "
+                f"(got ignore_index={ignore_index})"
+            )
+        ignore_index = -100
+    else:
+        ignore_index = -100 if ignore_index is None else ignore_index
         check_class_indices(target, num_classes, ignore_index)
 
-    # Unchunked for (N, C, d1..dK) logits, as torch, and under torch.func transforms, which
-    # cannot follow the chunked Function's gradient computed in the forward.
+    # K-dimensional logits (N, C, d1..dK) are computed unchunked, as torch does; so is every call
+    # under torch.func transforms, which cannot follow gradients computed in the forward.
     if linear_weight.dim() > 2 or functorch_active():
-        return _linear_ce_unchunked(
+        out = _linear_ce_unchunked(
             input, linear_weight, target, linear_bias, weight, reduction, ignore_index,
-            label_smoothing,
+            label_smoothing, softcap, logit_scale, lse_square_scale,
         )  # fmt: skip
+        return out if return_z_loss else out[0]
 
-    unbatched = input.dim() == 1
-    if unbatched:
-        input, target = input.unsqueeze(0), target.unsqueeze(0)
-    problem = dispatch.first_problem(
-        None if not target.is_floating_point() else "probability targets are not supported",
-        dispatch.dtype_problem("input", input),
-        None if num_classes > 0 else "zero classes",
-        dispatch.grad_problem(weight=weight, target=target),
-    )
-    tensors = (input, linear_weight, target, linear_bias, weight)
-    use_kernel = dispatch.select("linear_cross_entropy", tensors, problem)
+    hidden = input.shape[-1]
+    batch = input.shape[:-1]
+    x = input.reshape(-1, hidden)
+    t = target.reshape(-1, num_classes) if target.is_floating_point() else target.reshape(-1)
+    mm_dtype = _matmul_dtype(input)
+    n = x.shape[0]
+    if chunk_size is None and options is not None:
+        chunk_size = _options_chunk(options, n, hidden, num_classes)
     if chunk_size is None:
-        budget = _KERNEL_CHUNK_ELEMENTS if use_kernel else _TORCH_CHUNK_ELEMENTS
-        chunk_size = max(1, budget // max(num_classes, 1))
+        chunk_bytes = chunk_bytes or default_chunk_bytes(x.device)
+        chunk_size = rows_per_chunk(n, num_classes, mm_dtype, chunk_bytes)
+    opts = Opts(
+        reduction=reduction,
+        ignore_index=ignore_index,
+        eps=label_smoothing,
+        chunk=chunk_size,
+        softcap=softcap,
+        logit_scale=logit_scale,
+        z_scale=lse_square_scale,
+        mm_dtype=mm_dtype,
+        acc_dtype=compute_dtype(input.dtype),
+        drop_ignored=not torch.compiler.is_compiling(),
+        use_kernel=False,
+    )
+    cw = None if weight is None else weight.to(device=x.device, dtype=opts.acc_dtype)
     # Under no_grad, detached arguments keep the forward from computing gradients for nothing.
-    input, linear_weight = detach_unless_grad(input), detach_unless_grad(linear_weight)
-    if linear_bias is not None:
-        linear_bias = detach_unless_grad(linear_bias)
-    out = LinearCrossEntropyFunction.apply(
-        input, linear_weight, linear_bias, target, weight, reduction, ignore_index,
-        label_smoothing, chunk_size, use_kernel,
-    )  # fmt: skip
-    if unbatched and reduction == "none":
-        out = out.squeeze(0)
-    return out
+    x, w = detach_unless_grad(x), detach_unless_grad(linear_weight)
+    b = None if linear_bias is None else detach_unless_grad(linear_bias)
+    loss, z = _LCE(x, w, b, t, cw, opts)
+    if reduction == "none":
+        loss, z = loss.reshape(batch), z.reshape(batch)
+    out_dtype = opts.acc_dtype
+    loss, z = loss.to(out_dtype), z.to(out_dtype)
+    return (loss, z) if return_z_loss else loss
+
+
+linear_cross_entropy.backends = _LCE
 
 
 def _linear_ce_unchunked(
@@ -405,240 +578,49 @@ def _linear_ce_unchunked(
     reduction: str,
     ignore_index: int,
     label_smoothing: float,
-) -> torch.Tensor:
+    softcap: float | None,
+    logit_scale: float,
+    lse_square_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     # Logits (N, C) or (C,), or for a K-dimensional weight (N, C, d1..dK), which torch computes
     # unchunked too.
-    from .classification import cross_entropy
-
     out_shape = linear_weight.shape[:-1]
     flat_w = linear_weight.reshape(-1, linear_weight.shape[-1])
     flat_b = None if linear_bias is None else linear_bias.reshape(-1)
-    logits = F.linear(input, flat_w, flat_b).reshape(*input.shape[:-1], *out_shape)
-    return cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
+    logits = F.linear(input, flat_w, flat_b)
+    if input.dim() > 2 and linear_weight.dim() == 2:  # (..., H): classes last, rows flattened
+        logits = logits.reshape(-1, logits.shape[-1])
+        target = target.reshape(-1, *target.shape[input.dim() - 1 :])
+    else:
+        logits = logits.reshape(*input.shape[:-1], *out_shape)
+    logits = upcast(logits) * logit_scale
+    if softcap is None and lse_square_scale == 0.0:
+        from .classification import cross_entropy
 
-
-def _grad_of_logits(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None,
-    w_sum: torch.Tensor | float,
-    ignore_index: int,
-    eps: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PyTorch path of one chunk: per-row loss, log-sum-exp and d loss_row / d logits (float32+).
-
-    Index targets: ``d/dx = (1-eps) w_y (p - onehot(y)) + eps/C (p sum_c w_c - w)``, zero for
-    ignored rows. Probability targets ``t' = (1-eps) t + eps/C``: ``(sum_c w_c t'_c) p - w t'``.
-    """
-    x = upcast(logits)
-    n_cols = x.shape[1]
-    lse = torch.logsumexp(x, dim=1)
-    logp = x - lse.unsqueeze(1)
-    p = torch.exp(logp)
-    if target.is_floating_point():
-        t = upcast(target) * (1.0 - eps) + eps / n_cols
-        wt = t if weight is None else t * weight
-        loss = -(wt * logp).sum(1)
-        grad = wt.sum(1, keepdim=True) * p - wt
-        return loss, lse, grad
-    keep = target != ignore_index
-    safe = torch.where(keep, target, 0).long()
-    w_y = torch.ones_like(lse) if weight is None else weight[safe]
-    w_y = torch.where(keep, w_y, 0.0)
-    zero = lse.new_zeros(())
-    nll = torch.where(keep, -logp.gather(1, safe.unsqueeze(1)).squeeze(1) * w_y, zero)
-    coef = (1.0 - eps) * w_y
-    grad = p * coef.unsqueeze(1)
-    grad.scatter_add_(1, safe.unsqueeze(1), -coef.unsqueeze(1))
-    loss = (1.0 - eps) * nll
-    if eps > 0.0:
-        wlogp = logp if weight is None else logp * weight
-        smooth = torch.where(keep, -wlogp.sum(1), zero)
-        loss = loss + eps / n_cols * smooth
-        w_row = torch.ones_like(p[:1]) if weight is None else weight.unsqueeze(0)
-        grad += (eps / n_cols) * (w_sum * p - w_row) * keep.unsqueeze(1)
-    return loss, lse, grad
-
-
-def _dense_like(t: torch.Tensor) -> torch.Tensor:
-    """An empty contiguous buffer of ``t``'s shape: gradients are written and scaled as flat
-    arrays, and ``empty_like`` would copy the strides of a transposed weight (``W.t()``)."""
-    return torch.empty_like(t, memory_format=torch.contiguous_format)
-
-
-class LinearCrossEntropyFunction(torch.autograd.Function):
-    """Chunked ``cross_entropy(x W^T + b, y)`` with gradients for ``x``, ``W`` and ``b``."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx,
-        x: torch.Tensor,
-        w: torch.Tensor,
-        b: torch.Tensor | None,
-        target: torch.Tensor,
-        weight: torch.Tensor | None,
-        reduction: str,
-        ignore_index: int,
-        eps: float,
-        chunk: int,
-        use_kernel: bool,
-    ) -> torch.Tensor:
-        n, n_cols = x.shape[0], w.shape[0]
-        acc_dtype = upcast(x.new_empty(())).dtype
-        cw = None if weight is None else weight.to(device=x.device, dtype=acc_dtype).contiguous()
-        w_sum = torch.tensor(float(n_cols), device=x.device) if cw is None else cw.sum()
+        loss = cross_entropy(logits, target, weight, ignore_index, reduction, label_smoothing)
+        z = torch.zeros_like(loss)
+    else:
+        w = None if weight is None else weight.to(logits.dtype)
         if target.is_floating_point():
-            denom = torch.tensor(float(n), device=x.device, dtype=acc_dtype)
-        else:
-            keep = target != ignore_index
-            safe = target.long().clamp(0, max(n_cols - 1, 0))  # uint8 would index as a mask
-            denom = (keep.to(acc_dtype) if cw is None else cw[safe] * keep).sum()
-        if reduction == "mean":
-            # 0 where nothing is kept: those rows' gradients are 0 and 0 * inf would be NaN.
-            scale = torch.where(denom != 0, 1.0 / denom, torch.zeros_like(denom))
-        else:
-            scale = torch.ones((), device=x.device, dtype=acc_dtype)
-        consts = torch.stack([scale.float(), scale.float(), w_sum.float()])
-
-        needs = ctx.needs_input_grad
-        fused = reduction != "none" and any(needs[:3])
-        gx = _dense_like(x) if fused and needs[0] else None
-        gw = _dense_like(w) if fused and needs[1] else None
-        gb = torch.zeros(n_cols, device=x.device, dtype=acc_dtype) if fused and needs[2] else None
-        loss_rows = torch.empty(
-            n, device=x.device, dtype=torch.float32 if use_kernel else acc_dtype
-        )
-        lse_rows = torch.empty(n, 2, device=x.device, dtype=torch.float32)  # kernel path only
-        for r0 in range(0, n, chunk):
-            r1 = min(r0 + chunk, n)
-            xc = x[r0:r1]
-            logits = F.linear(xc, w, b)
-            g = _chunk_forward(
-                logits, target[r0:r1], cw, consts, scale, w_sum, loss_rows[r0:r1],
-                lse_rows[r0:r1], ignore_index, eps, use_kernel, fused,
-            )  # fmt: skip
-            if fused:
-                _accumulate(g, xc, w, gx, gw, gb, r0, r1, first=r0 == 0)
-            del logits, g  # free this chunk before the next one is allocated
-        if gw is not None and n == 0:
-            gw.zero_()
-
-        ctx.reduction = reduction
-        ctx.use_kernel = use_kernel
-        if reduction == "none":
-            out = loss_rows.reshape(target.shape[:1])
-            ctx.save_for_backward(x, w, b, target, cw, lse_rows)
-            ctx.opts = (ignore_index, eps, chunk, w_sum)
-        else:
-            total = loss_rows.sum()
-            out = total / denom if reduction == "mean" else total  # 0 / 0 = NaN, as torch
-            ctx.grads = (gx, gw, None if gb is None else gb.to(b.dtype))
-        return out.to(x.dtype)
-
-    @staticmethod
-    @first_order_only(
-        "linear_cross_entropy",
-        "compute cross_entropy(F.linear(input, linear_weight, linear_bias), target) instead",
-    )
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        none = (None,) * 7
-        if ctx.reduction != "none":
-            gx, gw, gb = ctx.grads
-            if ctx.use_kernel:
-                # Scaled in place (free when grad_out is 1); a second backward would rescale.
-                from .kernels.common.function import once_only, scale_by_upstream_
-
-                once_only(ctx, "linear_cross_entropy")
-                ctx.grads = None
-                for g in (gx, gw, gb):
-                    if g is not None:
-                        scale_by_upstream_(g.view(-1), grad_out)
-                return gx, gw, gb, *none
-            # PyTorch path: out of place, so retain_graph / gradcheck may call backward again.
-            go = grad_out.to(
-                gx.dtype if gx is not None else gw.dtype if gw is not None else gb.dtype
+            x = logits if softcap is None else softcap * torch.tanh(logits / softcap)
+            loss = F.cross_entropy(
+                x, target, w, reduction=reduction, label_smoothing=label_smoothing
             )
-            return tuple(None if g is None else g * go for g in (gx, gw, gb)) + none
-        x, w, b, target, cw, lse_rows = ctx.saved_tensors
-        ignore_index, eps, chunk, w_sum = ctx.opts
-        needs = ctx.needs_input_grad
-        acc_dtype = upcast(x.new_empty(())).dtype
-        gx = _dense_like(x) if needs[0] else None
-        gw = _dense_like(w) if needs[1] else None
-        gb = torch.zeros(w.shape[0], device=x.device, dtype=acc_dtype) if needs[2] else None
-        if gw is not None and x.shape[0] == 0:
-            gw.zero_()
-        go = grad_out.reshape(-1).to(acc_dtype)
-        zero = torch.zeros((), device=x.device)
-        consts = torch.stack([zero, zero, w_sum.float()])
-        for r0 in range(0, x.shape[0], chunk):
-            r1 = min(r0 + chunk, x.shape[0])
-            xc = x[r0:r1]
-            logits = F.linear(xc, w, b)
-            if ctx.use_kernel:
-                from .kernels.cross_entropy.function import rows_backward
-
-                rows_backward(
-                    logits, target[r0:r1], cw, consts, go[r0:r1].contiguous(),
-                    lse_rows[r0:r1], logits, ignore_index=ignore_index, eps=eps,
-                )  # fmt: skip
-                g = logits
-            else:
-                _, _, g = _grad_of_logits(logits, target[r0:r1], cw, w_sum, ignore_index, eps)
-                g = (g * go[r0:r1].unsqueeze(1)).to(x.dtype)
-            _accumulate(g, xc, w, gx, gw, gb, r0, r1, first=r0 == 0)
-            del logits, g
-        return gx, gw, None if gb is None else gb.to(b.dtype), *none
-
-
-def _chunk_forward(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    cw: torch.Tensor | None,
-    consts: torch.Tensor,
-    scale: torch.Tensor,
-    w_sum: torch.Tensor,
-    loss_rows: torch.Tensor,
-    lse_rows: torch.Tensor,
-    ignore_index: int,
-    eps: float,
-    use_kernel: bool,
-    fused: bool,
-) -> torch.Tensor | None:
-    """Loss of one chunk into ``loss_rows``; returns the chunk's scaled logits gradient if fused."""
-    if use_kernel:
-        from .kernels.cross_entropy.function import rows_forward
-
-        # The chunk's logits are ours: the kernel overwrites them with their gradient.
-        rows_forward(
-            logits, target.contiguous(), None if cw is None else cw.float(), consts,
-            logits if fused else None, loss_rows, lse_rows, ignore_index=ignore_index, eps=eps,
-        )  # fmt: skip
-        return logits if fused else None
-    loss, _, grad = _grad_of_logits(logits, target, cw, w_sum, ignore_index, eps)
-    loss_rows.copy_(loss)
-    if not fused:
-        return None
-    return (grad * scale).to(logits.dtype)
-
-
-def _accumulate(
-    g: torch.Tensor,
-    xc: torch.Tensor,
-    w: torch.Tensor,
-    gx: torch.Tensor | None,
-    gw: torch.Tensor | None,
-    gb: torch.Tensor | None,
-    r0: int,
-    r1: int,
-    first: bool,
-) -> None:
-    if gx is not None:
-        torch.mm(g, w, out=gx[r0:r1])
-    if gw is not None:
-        if first:  # written, not accumulated: no zero fill and no read of gw
-            torch.mm(g.t(), xc, out=gw)
+            lse = torch.logsumexp(x, dim=1)
+            z_pos = lse_square_scale * lse * lse
+            z = (
+                z_pos
+                if reduction == "none"
+                else z_pos.sum()
+                if reduction == "sum"
+                else z_pos.mean()
+            )
+            loss = loss + z
         else:
-            gw.addmm_(g.t(), xc)
-    if gb is not None:
-        gb += g.sum(0, dtype=gb.dtype)
+            loss, z = _z_loss_torch(
+                logits, target, w, ignore_index, reduction, label_smoothing, lse_square_scale,
+                softcap,
+            )  # fmt: skip
+    if reduction == "none" and input.dim() > 2 and linear_weight.dim() == 2:
+        loss, z = loss.reshape(input.shape[:-1]), z.reshape(input.shape[:-1])
+    return loss, z.detach()

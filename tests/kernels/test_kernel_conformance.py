@@ -44,6 +44,8 @@ def _quiet():
 @pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16), ids=str)
 @pytest.mark.parametrize(("info", "sample", "backend"), KERNEL)
 def test_kernel_value_matches_reference(info, sample, backend, dtype):
+    if dtype == torch.bfloat16 and not info.supports_half:
+        pytest.skip("no half-precision conformance (a float32 loss for half inputs; own tests)")
     rtol, atol = info.tolerance(dtype)
     low = sample.cast(dtype)
     for reduction in info.reductions:

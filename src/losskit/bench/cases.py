@@ -376,3 +376,93 @@ TRIPLET = Case(
 )
 
 CASES: dict[str, Case] = {c.name: c for c in (CE, LINEAR_CE, FOCAL, BCE, KD, JSD, TRIPLET)}
+
+# ---------------------------------------------------------------- language-model head
+
+
+def _lm_make(s, dtype, device, g):
+    b, t, h, v = s["B"], s["T"], s["H"], s["V"]
+    x = (torch.randn(b, t, h, generator=g) / math.sqrt(h)).to(device=device, dtype=dtype)
+    w = (torch.randn(v, h, generator=g) / math.sqrt(h)).to(device=device, dtype=dtype)
+    labels = torch.randint(0, v, (b, t), generator=g)
+    labels[torch.rand(b, t, generator=g) < 0.1] = -100
+    return {"x": x, "w": w, "labels": labels.to(device)}
+
+
+def _lm_shifted(i: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hugging Face's shift: labels one step left, the last position ignored; rows flattened."""
+    shifted = F.pad(i["labels"][..., 1:], (0, 1), value=-100)
+    return i["x"].reshape(-1, i["x"].shape[-1]), shifted.reshape(-1)
+
+
+def _lm_losskit() -> LossFn:
+    from losskit.lm import causal_lm_loss
+
+    return lambda i: causal_lm_loss(i["x"], i["w"], i["labels"])
+
+
+def _lm_eager() -> LossFn:
+    def fn(i: Inputs) -> torch.Tensor:  # transformers' ForCausalLMLoss on lm_head(x)
+        x, t = _lm_shifted(i)
+        return F.cross_entropy(F.linear(x, i["w"]).float(), t)
+
+    return fn
+
+
+def _lm_torch_op(chunked: bool) -> Callable[[], LossFn]:
+    def factory() -> LossFn:
+        fn = getattr(F, "linear_cross_entropy", None)
+        options = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+        if fn is None or options is None:
+            raise Unavailable(f"torch {torch.__version__} has no linear_cross_entropy")
+        opts = options() if chunked else None
+
+        def run(i: Inputs) -> torch.Tensor:
+            x, t = _lm_shifted(i)
+            return fn(x, i["w"], t, options=opts)
+
+        return run
+
+    return factory
+
+
+def _lm_cce() -> LossFn:
+    mod = _require("cut_cross_entropy")
+    return lambda i: mod.linear_cross_entropy(i["x"], i["w"], i["labels"], shift=1)
+
+
+def _lm_liger() -> LossFn:
+    mod = _require("liger_kernel.transformers.functional")
+
+    def fn(i: Inputs) -> torch.Tensor:
+        _cuda_only(i, "Liger-Kernel")
+        x, t = _lm_shifted(i)
+        return mod.liger_fused_linear_cross_entropy(x, i["w"], t)
+
+    return fn
+
+
+LM_HEAD = Case(
+    name="lm_head",
+    loss="causal_lm_loss",
+    title="causal-LM head: hidden states (B, T, H) -> shifted next-token loss, 10% ignored",
+    sizes={
+        "cuda": {"B": 8, "T": 1024, "H": 4096, "V": 128256},
+        "cpu": {"B": 4, "T": 1024, "H": 512, "V": 32768},
+    },
+    dtype={"cuda": torch.bfloat16, "cpu": torch.float32},
+    make=_lm_make,
+    grad_keys=("x", "w"),
+    contenders={
+        "losskit": _lm_losskit,
+        "torch eager (matmul + CE)": _lm_eager,
+        "torch linear_cross_entropy": _lm_torch_op(False),
+        "torch linear_cross_entropy chunked": _lm_torch_op(True),
+        "cut-cross-entropy": _lm_cce,
+        "Liger-Kernel fused": _lm_liger,
+    },
+    formula="torch eager (matmul + CE)",
+    floor_flops=lambda s: 6.0 * s["B"] * s["T"] * s["H"] * s["V"],
+    notes=["benchmarks/bench_lm_head_cpu.py measures the CPU memory (resident set) too."],
+)
+CASES[LM_HEAD.name] = LM_HEAD

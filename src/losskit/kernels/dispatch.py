@@ -19,15 +19,12 @@ imports ``triton`` until a kernel is about to run, so ``import losskit`` never n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
 from .._dispatch import (
     KERNEL_MODES,
     BackendUnsupportedError,
     interpreter_enabled,
-    kernel_problem,
     kernels_available,
     set_switch,
     state,
@@ -82,25 +79,3 @@ def grad_problem(**tensors: torch.Tensor | None) -> str | None:
 
 def first_problem(*problems: str | None) -> str | None:
     return next((p for p in problems if p is not None), None)
-
-
-def select(name: str, tensors: Iterable[torch.Tensor | None], problem: str | None = None) -> bool:
-    """Whether the kernel ``name`` runs, for a loss not yet on a ``Backends`` record.
-
-    ``problem`` is a reason it cannot. Returns ``False`` for the PyTorch path; under
-    ``use_kernels("always")`` raises :class:`KernelUnsupportedError` instead.
-    """
-    mode = state.kernels
-    if mode == "never":
-        return False
-    forced = mode == "always"
-    present = [t for t in tensors if t is not None]
-    reason = problem or kernel_problem(present, forced)
-    if reason is None:
-        return True
-    if forced:
-        raise KernelUnsupportedError(
-            f"{name}: the Triton kernel cannot run this call: {reason}. "
-            "use_kernels('auto') falls back to the PyTorch path."
-        )
-    return False

@@ -1,0 +1,3 @@
+"""Losses for training language models: the causal-LM head and the sequence-level objectives."""
+
+from .causal import *
