@@ -18,3 +18,4 @@ from .regression import *
 from .segmentation import *
 from .sequence import *
 from .surrogate import *
+from .lm_posttraining import *

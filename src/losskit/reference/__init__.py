@@ -21,3 +21,4 @@ from .regression import *
 from .segmentation import *
 from .sequence import *
 from .surrogate import *
+from .lm_posttraining import *

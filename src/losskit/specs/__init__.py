@@ -18,3 +18,4 @@ from . import (
     surrogate,
 )
 from . import contrastive
+from . import lm_posttraining
