@@ -49,7 +49,21 @@ def backends_text(info) -> str:
     return ", ".join(f"**{b}** (CPU default)" if b == default else b for b in names)
 
 
-def qualified(obj) -> str:
+_PUBLIC = ("losskit", "losskit.lm", "losskit.metric", "losskit.contrastive",
+           "losskit.segmentation", "losskit.detection", "losskit.boxes", "losskit.gan")
+
+
+def qualified(obj, name: str | None = None) -> str:
+    """Where mkdocstrings finds ``obj``; a registry view defined in ``losskit.specs`` (a loss-only
+    wrapper of a function returning several outputs) is documented as the public function."""
+    if obj.__module__.startswith("losskit.specs") and name is not None:
+        import importlib
+
+        for module in _PUBLIC:
+            public = getattr(importlib.import_module(module), name, None)
+            if callable(public):
+                obj = public
+                break
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
@@ -80,17 +94,24 @@ def family_page(family: str, infos: list) -> str:
             + "  "
         )
         if i.module is not None:
-            lines.append(f"**Module:** `losskit.nn.{i.module.__name__}`  ")
+            name = i.module.__name__.replace("LossOnly", "")
+            lines.append(f"**Module:** `losskit.nn.{name}`  ")
         lines.append(f"**NumPy reference:** `{qualified(i.reference)}`")
         lines.append("")
-        fn = qualified(i.functional)
+        fn = qualified(i.functional, i.name)
         if fn in shown:
             lines += [f"Same function as above (`{i.functional.__name__}`), registered with other options.", ""]
         else:
             shown.add(fn)
             lines += [f"::: {fn}", "    options:", "      heading_level: 3", ""]
-        if i.module is not None:
-            mod = qualified(i.module)
+        module = i.module
+        if module is not None and module.__module__.startswith("losskit.specs"):
+            # A registry view of a Module with several outputs: document the public Module.
+            import losskit.nn
+
+            module = getattr(losskit.nn, module.__name__.replace("LossOnly", ""), None)
+        if module is not None:
+            mod = qualified(module)
             if mod not in shown:
                 shown.add(mod)
                 lines += [f"::: {mod}", "    options:", "      heading_level: 3", "      members: false", ""]

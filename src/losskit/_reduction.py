@@ -42,8 +42,9 @@ def reduce(loss: torch.Tensor, reduction: str, *, empty: str = EMPTY_NAN) -> tor
     if reduction == "none":
         return loss
     if reduction == "mean":
-        if empty == EMPTY_ZERO and loss.numel() == 0:
-            return loss.sum()
+        if empty == EMPTY_ZERO:
+            # No branch on the size: a data-dependent one (mined triplets) must still compile.
+            return loss.sum() / max(loss.numel(), 1)
         return loss.mean()
     if reduction == "sum":
         return loss.sum()

@@ -310,8 +310,7 @@ def generalized_dice_loss(
     The weights depend on the target only (no gradient flows through them).
 
     Args:
-        input, target, activation, ignore_index, include_background, weight, batch_dice,
-        smooth, eps: as :func:`dice_loss`.
+        input, target, activation, ignore_index, include_background, weight, batch_dice, smooth, eps: as :func:`dice_loss`.
         reduction: ``"none"`` (``(N,)``, or ``()`` with ``batch_dice``), ``"mean"`` over images
             or ``"sum"``.
 
