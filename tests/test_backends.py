@@ -102,3 +102,23 @@ def test_use_backend_is_thread_local_and_restores():
     assert seen == ["auto"]
     with pytest.raises(ValueError, match=r"use_backend\(\) got 'fast'"):
         use_backend("fast")
+
+
+def test_traced_reports_the_backend_each_call_runs_on():
+    import losskit
+    from losskit._dispatch import traced
+
+    x, y = torch.randn(3, 4), torch.randn(3, 4)
+    with traced() as calls:
+        losskit.huber_loss(x, y)
+        losskit.soft_margin_loss(x, y.sign())  # its formula is the documented default
+        with use_backend("formula"):
+            losskit.binary_cross_entropy_with_logits(x, y.sigmoid())
+    assert calls == [
+        ("huber_loss", "torch"),
+        ("soft_margin_loss", "formula"),
+        ("binary_cross_entropy_with_logits", "formula"),
+    ]
+    with traced() as calls:
+        pass
+    assert calls == []

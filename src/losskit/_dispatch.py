@@ -69,6 +69,7 @@ class _State(threading.local):
     backend = "auto"
     kernels = _INITIAL_KERNEL_MODE
     checks = "all"
+    trace: list[tuple[str, str]] | None = None  # (loss, backend) of each call, inside ``traced()``
 
 
 state = _State()
@@ -117,6 +118,19 @@ def use_backend(name: str) -> _Restore:
     back at the end of the block.
     """
     return set_switch("backend", name, _BACKEND_MODES, "use_backend")
+
+
+class traced:
+    """``with traced() as calls:`` lists ``(loss, backend)`` for every loss called in the block
+    (this thread): how ``losskit bench`` reports the backend that ran."""
+
+    def __enter__(self) -> list[tuple[str, str]]:
+        self._previous = state.trace
+        state.trace = []
+        return state.trace
+
+    def __exit__(self, *exc: object) -> None:
+        state.trace = self._previous
 
 
 def get_backend() -> str:
@@ -243,6 +257,8 @@ class Backends:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The hot path of every loss call: a few attribute reads on the CPU (no list is built
         # unless a kernel could run), so a torch mirror costs about what torch's op costs.
+        if state.trace is not None:
+            return self._traced(args, kwargs)
         if state.backend != "auto":
             return self._run_pinned(state.backend, args, kwargs)
         if (
@@ -259,6 +275,29 @@ class Backends:
             if reason is None:
                 return fn(*args, **kwargs)
         raise BackendUnsupportedError(f"{self.name}: {reason}")
+
+    def choose(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        """The backend this call (validated arguments) runs on, without running it."""
+        if state.backend != "auto":
+            return state.backend
+        if (
+            self.kernel is not None
+            and state.kernels != "never"
+            and self._kernel_wanted(args, kwargs)
+        ):
+            return "kernel"
+        for _, rule, name in self._cpu_order:
+            if rule is None or rule(*args, **kwargs) is None:
+                return name
+        return "?"
+
+    def _traced(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        calls, state.trace = state.trace, None  # untraced inside: nested losses are not listed
+        try:
+            calls.append((self.name, self.choose(args, kwargs)))
+            return self(*args, **kwargs)
+        finally:
+            state.trace = calls
 
     def _kernel_wanted(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
         forced = state.kernels == "always"

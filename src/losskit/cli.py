@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "torch: every torch mirror against torch's own op, small and large, ratio table",
     )
     bench.add_argument(
-        "--rounds", type=int, default=7, help="--suite torch: interleaved rounds per pair"
+        "--rounds", type=int, default=9, help="--suite torch: interleaved rounds per pair"
     )
     bench.set_defaults(func=_cmd_bench)
 
