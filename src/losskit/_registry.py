@@ -42,7 +42,7 @@ def _to_numpy(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sample:
     """One call of a loss: positional tensors and keyword arguments (without ``reduction``)."""
 
@@ -73,7 +73,7 @@ class Sample:
         return args, kwargs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ErrorCase:
     """A bad call and the exception it must raise (``match`` is a regex for the message)."""
 
