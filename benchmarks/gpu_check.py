@@ -109,7 +109,9 @@ def checks(quick: bool = False) -> None:
         for gamma in (2.0, 0.5):
             compare(
                 f"focal gamma={gamma} (4096, 80) {red}",
-                lambda x, y, red=red, gamma=gamma: losskit.sigmoid_focal_loss(x, y, 0.25, gamma, red),
+                lambda x, y, red=red, gamma=gamma: losskit.sigmoid_focal_loss(
+                    x, y, 0.25, gamma, red
+                ),
                 lambda g: (
                     randn(g, 4096, 80, scale=3, grad=True),
                     torch.rand(4096, 80, device=DEV, generator=g),

@@ -34,9 +34,7 @@ def loss_sample_params(kind: str = "samples", where=lambda info: True) -> list:
     return params
 
 
-def backend_sample_params(
-    kind: str = "samples", where=lambda info, backend: True
-) -> list:
+def backend_sample_params(kind: str = "samples", where=lambda info, backend: True) -> list:
     """pytest params ``(info, sample, backend)``: every sample through each declared backend
     that ``where(info, backend)`` selects."""
     params = []

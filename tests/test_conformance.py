@@ -7,6 +7,8 @@ own ``gradcheck``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -137,9 +139,10 @@ def _non_contiguous(value):
 def test_non_contiguous_inputs(info, sample):
     for reduction in info.reductions:
         s = sample.with_reduction(reduction)
-        nc = type(s)(
-            tuple(_non_contiguous(a) for a in s.args),
-            {k: _non_contiguous(v) for k, v in s.kwargs.items()},
+        nc = replace(
+            s,
+            args=tuple(_non_contiguous(a) for a in s.args),
+            kwargs={k: _non_contiguous(v) for k, v in s.kwargs.items()},
         )
         expected = call_reference(info, s)
         _close(_np(call_functional(info, nc)), expected, 1e-7, 1e-9, reduction)

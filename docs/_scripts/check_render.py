@@ -36,7 +36,9 @@ class _VisibleText(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         classes = dict(attrs).get("class") or ""
-        hidden = tag in ("script", "style", "annotation", "code", "pre") or "katex" in classes.split()
+        hidden = (
+            tag in ("script", "style", "annotation", "code", "pre") or "katex" in classes.split()
+        )
         if "katex" in classes.split():
             self.katex += 1
         if tag in ("br", "img", "meta", "link", "input", "hr"):
@@ -55,14 +57,25 @@ class _VisibleText(HTMLParser):
 
 
 def _browser() -> str | None:
-    return next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    return next(
+        (b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+    )
 
 
 def _dom(browser: str, url: str) -> str:
     proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
-         "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return proc.stdout
 

@@ -49,8 +49,16 @@ def backends_text(info) -> str:
     return ", ".join(f"**{b}** (CPU default)" if b == default else b for b in names)
 
 
-_PUBLIC = ("losskit", "losskit.lm", "losskit.metric", "losskit.contrastive",
-           "losskit.segmentation", "losskit.detection", "losskit.boxes", "losskit.gan")
+_PUBLIC = (
+    "losskit",
+    "losskit.lm",
+    "losskit.metric",
+    "losskit.contrastive",
+    "losskit.segmentation",
+    "losskit.detection",
+    "losskit.boxes",
+    "losskit.gan",
+)
 
 
 def qualified(obj, name: str | None = None) -> str:
@@ -90,7 +98,11 @@ def family_page(family: str, infos: list) -> str:
             lines.append(f"**Mirrors:** `torch.nn.functional.{mirrors.lstrip('_')}`  ")
         lines.append(
             "**torch.compile:** "
-            + ("compiles whole (`fullgraph=True`)" if i.compiles_whole else "graph breaks: the output shape depends on the data")
+            + (
+                "compiles whole (`fullgraph=True`)"
+                if i.compiles_whole
+                else "graph breaks: the output shape depends on the data"
+            )
             + "  "
         )
         if i.module is not None:
@@ -100,7 +112,10 @@ def family_page(family: str, infos: list) -> str:
         lines.append("")
         fn = qualified(i.functional, i.name)
         if fn in shown:
-            lines += [f"Same function as above (`{i.functional.__name__}`), registered with other options.", ""]
+            lines += [
+                f"Same function as above (`{i.functional.__name__}`), registered with other options.",
+                "",
+            ]
         else:
             shown.add(fn)
             lines += [f"::: {fn}", "    options:", "      heading_level: 3", ""]
@@ -114,7 +129,13 @@ def family_page(family: str, infos: list) -> str:
             mod = qualified(module)
             if mod not in shown:
                 shown.add(mod)
-                lines += [f"::: {mod}", "    options:", "      heading_level: 3", "      members: false", ""]
+                lines += [
+                    f"::: {mod}",
+                    "    options:",
+                    "      heading_level: 3",
+                    "      members: false",
+                    "",
+                ]
     return "\n".join(lines)
 
 
@@ -209,12 +230,18 @@ def speed() -> str:
         if path.name.startswith("parity") and _parity_chart(text, f"assets/{path.stem}.png"):
             lines += [f"![{path.stem}](assets/{path.stem}.png)", ""]
         # Demote the file's own headings below this page's.
-        lines += [re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", t) for t in text.splitlines()]
+        lines += [
+            re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", t)
+            for t in text.splitlines()
+        ]
         lines.append("")
     gpu = ROOT / "benchmarks" / "RESULTS.md"
     if gpu.exists():
         lines += ["## GPU (`benchmarks/RESULTS.md`)", ""]
-        lines += [re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", t) for t in gpu.read_text().splitlines()]
+        lines += [
+            re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", t)
+            for t in gpu.read_text().splitlines()
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -26,8 +26,17 @@ def _dist() -> Path:
         raise RuntimeError("building the docs needs npm (to vendor KaTeX) or LOSSKIT_KATEX_DIR")
     prefix = Path(tempfile.mkdtemp(prefix="losskit-katex-"))
     subprocess.run(
-        [npm, "install", "--no-save", "--no-audit", "--no-fund", "--silent",
-         "--prefix", str(prefix), f"katex@{KATEX_VERSION}"],
+        [
+            npm,
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "--prefix",
+            str(prefix),
+            f"katex@{KATEX_VERSION}",
+        ],
         check=True,
     )
     return prefix / "node_modules" / "katex" / "dist"

@@ -22,7 +22,9 @@ def _math_block(lines: list[str], start: int) -> tuple[list[str], int]:
     inline = line.strip()[len(".. math::") :].strip()
     body: list[str] = [inline] if inline else []
     i = start + 1
-    while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent):
+    while i < len(lines) and (
+        not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+    ):
         body.append(lines[i])
         i += 1
     while body and not body[-1].strip():
@@ -50,4 +52,6 @@ def convert(doc: str) -> str:
         i += 1
     text = "\n".join(out)
     text = _MATH_ROLE.sub(lambda m: f"${m.group(1)}$", text)
-    return _ROLE.sub(lambda m: f"`{m.group(1).split('.')[-1] if m.group(0).count('~') else m.group(1)}`", text)
+    return _ROLE.sub(
+        lambda m: f"`{m.group(1).split('.')[-1] if m.group(0).count('~') else m.group(1)}`", text
+    )

@@ -5,15 +5,27 @@ The functional API is flat, like ``torch.nn.functional``::
     import losskit
     loss = losskit.cross_entropy(logits, target, label_smoothing=0.1)
 
-Module forms live in :mod:`losskit.nn`, NumPy references in :mod:`losskit.reference`; GAN and
-box losses in :mod:`losskit.gan` and :mod:`losskit.boxes`; metric learning in
-:mod:`losskit.metric`; multi-task weighting in :mod:`losskit.multitask`.
+Module forms live in :mod:`losskit.nn`, NumPy references in :mod:`losskit.reference`. The families:
+:mod:`losskit.lm` (the LM head and post-training losses), :mod:`losskit.contrastive`,
+:mod:`losskit.metric` (metric learning, retrieval metrics), :mod:`losskit.segmentation`,
+:mod:`losskit.detection` and :mod:`losskit.boxes`, :mod:`losskit.gan`, :mod:`losskit.multitask`
+(loss weighting and gradient aggregation). ``losskit.use_backend`` pins a backend (see
+``losskit._dispatch``).
 """
 
-from . import boxes, distributed, gan, kernels, metric, multitask, nn, reference
-from . import segmentation
-from . import contrastive
-from . import lm
+from . import (
+    boxes,
+    contrastive,
+    distributed,
+    gan,
+    kernels,
+    lm,
+    metric,
+    multitask,
+    nn,
+    reference,
+    segmentation,
+)
 from ._checks import get_checks, set_checks
 from ._dispatch import BackendUnsupportedError, get_backend, use_backend
 from ._reduction import REDUCTIONS

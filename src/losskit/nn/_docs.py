@@ -16,7 +16,9 @@ import textwrap
 import torch
 
 _REFERENCE = re.compile(r":func:`~?(losskit\.[\w.]+)`")
-_SECTION = re.compile(r"^(Args|Arguments|Returns|Raises|Example|Examples|Edge cases|Shape)\b.*:\s*$")
+_SECTION = re.compile(
+    r"^(Args|Arguments|Returns|Raises|Example|Examples|Edge cases|Shape)\b.*:\s*$"
+)
 MARK = "Arguments (those of"
 
 

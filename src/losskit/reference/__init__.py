@@ -13,6 +13,7 @@ from .divergence import *
 from .focal import *
 from .gan import *
 from .linear import *
+from .lm_posttraining import *
 from .metric import *
 from .metric_extra import *
 from .multitask import *
@@ -21,4 +22,3 @@ from .regression import *
 from .segmentation import *
 from .sequence import *
 from .surrogate import *
-from .lm_posttraining import *

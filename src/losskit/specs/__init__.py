@@ -3,12 +3,14 @@
 from . import (
     boxes,
     classification,
+    contrastive,
     detection,
     distillation,
     divergence,
     focal,
     gan,
     linear,
+    lm_posttraining,
     metric,
     metric_extra,
     ranking,
@@ -17,5 +19,3 @@ from . import (
     sequence,
     surrogate,
 )
-from . import contrastive
-from . import lm_posttraining
