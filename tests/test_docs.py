@@ -64,7 +64,8 @@ def test_math_is_marked_for_katex_and_katex_is_served_locally(site):
     # Nothing the pages load comes from another host (the site works offline).
     index = (site / "index.html").read_text()
     assert not re.search(r'<script[^>]+src="(https?:)?//', index)
-    assert not re.search(r'<link[^>]+href="(https?:)?//[^"]+\.(css|js)', index)
+    assert not re.search(r'<link[^>]+rel="stylesheet"[^>]+href="(https?:)?//', index)
+    assert "fonts.googleapis" not in index
 
 
 def test_modules_show_their_arguments(site):
