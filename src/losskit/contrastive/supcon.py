@@ -79,8 +79,8 @@ def supcon_loss(
     :math:`P(a)` are the other views with its label:
 
     .. math::
-        \ell_a = -rac{	au}{	au_b}\, rac{1}{|P(a)|} \sum_{p \in P(a)}
-        \log rac{e^{z_a \cdot z_p / 	au}}{\sum_{c \in A \setminus \{a\}} e^{z_a \cdot z_c / 	au}} .
+        \ell_a = -\frac{\tau}{\tau_b}\, \frac{1}{|P(a)|} \sum_{p \in P(a)}
+        \log \frac{e^{z_a \cdot z_p / \tau}}{\sum_{c \in A \setminus \{a\}} e^{z_a \cdot z_c / \tau}} .
 
     Anchors are every view (``contrast_mode="all"``) or the first view of each sample
     (``"one"``); the contrast set is always every view. ``labels=None`` is SimCLR (each sample
@@ -93,8 +93,8 @@ def supcon_loss(
     Args:
         features: ``(N, V, D)`` floating, ``V >= 1`` views per sample.
         labels: ``(N,)`` integer class labels, or ``None`` (SimCLR).
-        temperature: :math:`	au > 0`.
-        base_temperature: :math:`	au_b > 0` (the loss is scaled by :math:`	au / 	au_b`, as in
+        temperature: :math:`\tau > 0`.
+        base_temperature: :math:`\tau_b > 0` (the loss is scaled by :math:`\tau / \tau_b`, as in
             the authors' code; set it to ``temperature`` for no scaling).
         contrast_mode: ``"all" | "one"``.
         normalize: L2-normalise the features first (``False``: use them as given, as the

@@ -367,19 +367,19 @@ def linear_distillation_loss(
 ) -> torch.Tensor:
     r"""Distillation loss between two language models' heads, from their hidden states.
 
-    With :math:`s = \mathrm{softmax}(h_s W_s^	op / T)` and :math:`t = \mathrm{softmax}(h_t
-    W_t^	op / T)` per position, the soft term :math:`D(s, t)` is
+    With :math:`s = \mathrm{softmax}(h_s W_s^\top / T)` and :math:`t = \mathrm{softmax}(h_t
+    W_t^\top / T)` per position, the soft term :math:`D(s, t)` is
 
     ===============  ==================================================================
     ``kl``           :math:`\mathrm{KL}(t\|s) = \sum_v t_v \log(t_v / s_v)` (forward KL)
     ``reverse_kl``   :math:`\mathrm{KL}(s\|t)`
-    ``jsd``          :math:`eta\,\mathrm{KL}(t\|m) + (1-eta)\,\mathrm{KL}(s\|m)`,
-                     :math:`m = eta t + (1-eta) s` (TRL's generalised JSD)
-    ``tvd``          :math:`	frac12 \sum_v |s_v - t_v|`
+    ``jsd``          :math:`\beta\,\mathrm{KL}(t\|m) + (1-\beta)\,\mathrm{KL}(s\|m)`,
+                     :math:`m = \beta t + (1-\beta) s` (TRL's generalised JSD)
+    ``tvd``          :math:`\tfrac12 \sum_v |s_v - t_v|`
     ===============  ==================================================================
 
-    and per position :math:`\ell = (1 - lpha) D(s, t) + lpha\,\mathrm{CE}(h_s W_s^	op, y)`
-    with :math:`lpha` = ``hard_weight`` (the cross entropy at temperature 1 against
+    and per position :math:`\ell = (1 - \alpha) D(s, t) + \alpha\,\mathrm{CE}(h_s W_s^\top, y)`
+    with :math:`\alpha` = ``hard_weight`` (the cross entropy at temperature 1 against
     ``labels``; nothing is mixed in unless asked: ``hard_weight=0`` is the pure soft loss).
 
     The logits are made a block of about 512K per model at a time (2 MB of float32), so
@@ -393,12 +393,12 @@ def linear_distillation_loss(
         teacher_hidden: ``(..., H_t)`` (same leading shape).
         teacher_weight: ``(V, H_t)`` (same vocabulary).
         divergence: one of the rows above.
-        beta: :math:`eta \in (0, 1)` for ``jsd`` (ignored otherwise).
+        beta: :math:`\beta \in (0, 1)` for ``jsd`` (ignored otherwise).
         temperature: :math:`T > 0`, applied to both models' logits.
         ignore_index: a ``labels`` value whose position is left out (both terms).
         labels: ``(...)`` token ids: which positions count, and the targets of the hard term;
             ``None`` counts every position (then ``hard_weight`` must be 0).
-        hard_weight: :math:`lpha \in [0, 1]`.
+        hard_weight: :math:`\alpha \in [0, 1]`.
         reduction: ``"mean"`` (over the counted positions), ``"sum"`` or ``"none"`` (the leading
             shape; 0 at ignored positions).
 
@@ -494,7 +494,7 @@ def topk_distillation_loss(
     :math:`t_j = e^{\ell_j}` (its log-probabilities as given) and :math:`t_{rest} = \max(0, 1 -
     \sum_j t_j)`; the student's are its softmax :math:`s = \mathrm{softmax}(z / T)` at those
     tokens and :math:`s_{rest} = \sum_{v
-    otin 	ext{top-}k} s_v` (a log-sum-exp, no
+    otin \text{top-}k} s_v` (a log-sum-exp, no
     cancellation). The divergence (as :func:`linear_distillation_loss`: ``kl`` is
     :math:`\mathrm{KL}(t\|s)`, ...) is taken between these two :math:`(k+1)`-bucket distributions.
     With the tail bucket the loss is a true divergence (0 only when the student matches the
