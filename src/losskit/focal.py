@@ -108,14 +108,8 @@ def _sigmoid_focal_formula(
         keep = target != ignore_index
         y = torch.where(keep, y, 0.0)  # any valid label: the position is masked out below
     pw, alpha_or_none = upcast(pos_weight), alpha if alpha >= 0.0 else None
-    if torch.compiler.is_compiling():
-        # Dynamo cannot trace _BinaryLogitLoss (it has a custom jvp): the same formula in plain
-        # ops, which AOTAutograd differentiates.
-        from ._binary_logits import _autograd_terms
-
-        loss = _autograd_terms(x, y, pw, alpha_or_none, gamma)
-    else:
-        loss = binary_logit_loss(x, y, pw, alpha_or_none, gamma)
+    # binary_logit_loss itself takes its plain-op path while compiling (no custom jvp to trace).
+    loss = binary_logit_loss(x, y, pw, alpha_or_none, gamma)
     if weight is not None:
         loss = loss * upcast(weight)
     if keep is None:
