@@ -261,35 +261,34 @@ class Backends:
             return self._traced(args, kwargs)
         if state.backend != "auto":
             return self._run_pinned(state.backend, args, kwargs)
+        _, fn, reason = self._auto(args, kwargs)
+        if fn is None:
+            raise BackendUnsupportedError(f"{self.name}: {reason}")
+        return fn(*args, **kwargs)
+
+    def _auto(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[str, Callable[..., Any] | None, str | None]:
+        """Auto mode's choice: ``(name, implementation, None)``, or ``("?", None, reason)`` when
+        every backend refuses the call."""
         if (
             self.kernel is not None
             and state.kernels != "never"
             and self._kernel_wanted(args, kwargs)
         ):
-            return self.kernel(*args, **kwargs)
+            return "kernel", self.kernel, None
         reason = None
-        for fn, rule, _ in self._cpu_order:
+        for fn, rule, name in self._cpu_order:
             if rule is None:
-                return fn(*args, **kwargs)
+                return name, fn, None
             reason = rule(*args, **kwargs)
             if reason is None:
-                return fn(*args, **kwargs)
-        raise BackendUnsupportedError(f"{self.name}: {reason}")
+                return name, fn, None
+        return "?", None, reason
 
     def choose(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         """The backend this call (validated arguments) runs on, without running it."""
-        if state.backend != "auto":
-            return state.backend
-        if (
-            self.kernel is not None
-            and state.kernels != "never"
-            and self._kernel_wanted(args, kwargs)
-        ):
-            return "kernel"
-        for _, rule, name in self._cpu_order:
-            if rule is None or rule(*args, **kwargs) is None:
-                return name
-        return "?"
+        return state.backend if state.backend != "auto" else self._auto(args, kwargs)[0]
 
     def _traced(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
         calls, state.trace = state.trace, None  # untraced inside: nested losses are not listed
