@@ -48,8 +48,9 @@ def _safe_logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.log(s.clamp_min(1.0)) + m.squeeze(dim)
 
 
-def _lengths(name: str, value: object, batch: int) -> list[int]:
-    """``input_lengths`` / ``target_lengths`` as a list of ``batch`` Python ints (values unchecked)."""
+def _lengths(name: str, value: object, batch: int) -> torch.Tensor | list[int]:
+    """``input_lengths`` / ``target_lengths``, type and size checked, values unread: a 1-D
+    integer tensor stays a tensor (torch's op takes it as it is), a tuple/list becomes a list."""
     if isinstance(value, torch.Tensor):
         check_integer(name, value)
         if value.dim() > 1 or value.numel() != batch:
@@ -57,8 +58,7 @@ def _lengths(name: str, value: object, batch: int) -> list[int]:
                 f"{name} must have one entry per batch element (N={batch}), "
                 f"got a tensor of shape {tuple(value.shape)}"
             )
-        # The recursion needs the lengths on the host (torch's kernels copy them there too).
-        return [int(v) for v in value.reshape(-1).tolist()]
+        return value if value.dim() == 1 else value.reshape(1)
     if isinstance(value, (tuple, list)):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise TypeError(f"{name} must hold ints, got {value!r}")
@@ -73,7 +73,14 @@ def _lengths(name: str, value: object, batch: int) -> list[int]:
     )
 
 
+def _host(lengths: torch.Tensor | list[int]) -> list[int]:
+    """Lengths as Python ints (the recursion and the checks read them on the host)."""
+    return lengths.tolist() if isinstance(lengths, torch.Tensor) else lengths
+
+
 def _check_length_values(name: str, lengths: list[int], high: int, what: str) -> None:
+    if not lengths or (min(lengths) >= 0 and max(lengths) <= high):
+        return
     for n, v in enumerate(lengths):
         if v < 0:
             raise ValueError(
@@ -86,24 +93,32 @@ def _check_length_values(name: str, lengths: list[int], high: int, what: str) ->
             )
 
 
-def _check_targets(
-    targets: torch.Tensor, target_lengths: list[int], batch: int, unbatched: bool
+def _check_target_batch(targets: torch.Tensor, batch: int, unbatched: bool) -> None:
+    if targets.dim() == 2 and targets.shape[0] != batch:  # padded (N, S); unbatched: (1, S)
+        expected = "1 (unbatched log_probs)" if unbatched else f"N={batch}"
+        raise ValueError(
+            f"targets of shape {tuple(targets.shape)} has batch size {targets.shape[0]}, "
+            f"expected {expected} as log_probs"
+        )
+
+
+def _check_lengths(
+    t_len: int, targets: torch.Tensor, in_lens: list[int], tg_lens: list[int]
 ) -> None:
-    """Shapes and lengths of padded ``(N, S)`` or concatenated 1-D targets (values unread)."""
-    if targets.dim() == 2:  # padded (N, S); unbatched: (1, S)
-        if targets.shape[0] != batch:
-            expected = "1 (unbatched log_probs)" if unbatched else f"N={batch}"
-            raise ValueError(
-                f"targets of shape {tuple(targets.shape)} has batch size {targets.shape[0]}, "
-                f"expected {expected} as log_probs"
-            )
-        _check_length_values("target_lengths", target_lengths, targets.shape[1], "targets.shape[1]")
+    """The length values against ``T`` and the padded or concatenated targets.
+
+    torch's op checks the same on every device (a ``RuntimeError``); losskit runs this check
+    where it reads the lengths anyway (the value checks, the formula) and to reword torch's error.
+    """
+    _check_length_values("input_lengths", in_lens, t_len, "T = log_probs.shape[0]")
+    if targets.dim() == 2:
+        _check_length_values("target_lengths", tg_lens, targets.shape[1], "targets.shape[1]")
     else:  # concatenated: sample n holds targets[offset_n : offset_n + target_lengths[n]]
-        _check_length_values("target_lengths", target_lengths, targets.numel(), "targets.numel()")
-        if sum(target_lengths) != targets.numel():
+        _check_length_values("target_lengths", tg_lens, targets.numel(), "targets.numel()")
+        if sum(tg_lens) != targets.numel():
             raise ValueError(
                 f"concatenated targets must hold exactly sum(target_lengths) = "
-                f"{sum(target_lengths)} labels, got targets of shape {tuple(targets.shape)}"
+                f"{sum(tg_lens)} labels, got targets of shape {tuple(targets.shape)}"
             )
 
 
@@ -134,8 +149,6 @@ def _check_label_values(
 
     torch's op checks neither (an out-of-range label reads out of bounds), so this runs on every
     device under ``set_checks("all")``."""
-    if not value_check_needed(targets, native_rejects=False):
-        return
     if _labels_ok(targets, target_lengths, classes, blank):
         return
     labels, mask = _padded_labels(targets, target_lengths)  # the error path: name the culprit
@@ -328,12 +341,16 @@ def ctc_loss(
     check_ndim("targets", targets, (1, 2))
     in_lens = _lengths("input_lengths", input_lengths, batch)
     tg_lens = _lengths("target_lengths", target_lengths, batch)
-    _check_length_values("input_lengths", in_lens, t_len, "T = log_probs.shape[0]")
     exact_grad = check_bool("exact_grad", exact_grad)
     if targets.device != log_probs.device:  # allowed, as torch
         targets = targets.to(log_probs.device)
-    _check_targets(targets, tg_lens, batch, unbatched)
-    _check_label_values(targets, tg_lens, classes, blank)
+    _check_target_batch(targets, batch, unbatched)
+    # The lengths' values are left to the backend (torch's op rejects bad ones, reworded; the
+    # formula checks them); the value checks read them first to check the labels they delimit.
+    if value_check_needed(targets, native_rejects=False):
+        host_tg_lens = _host(tg_lens)
+        _check_lengths(t_len, targets, _host(in_lens), host_tg_lens)
+        _check_label_values(targets, host_tg_lens, classes, blank)
     return _CTC(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infinity, exact_grad)
 
 
@@ -341,18 +358,26 @@ def _ctc_torch(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infi
     lp = compute_input(log_probs)  # torch's CPU kernel has no float16/bfloat16
     if targets.dtype not in (torch.int64, torch.int32):
         targets = targets.long()
-    if log_probs.dim() == 2:  # unbatched: torch takes (S,) or (1, S) targets as a batch of one
+    if isinstance(in_lens, torch.Tensor) != isinstance(tg_lens, torch.Tensor):
+        in_lens, tg_lens = _host(in_lens), _host(tg_lens)  # torch takes two tensors or two lists
+    unbatched = log_probs.dim() == 2
+    if unbatched:  # a batch of one; (S,) targets read as concatenated, (1, S) as padded
         lp = lp.unsqueeze(1)
-        out = torch.ctc_loss(lp, targets.reshape(1, -1), in_lens, tg_lens, blank, 0, zero_infinity)
-        out = out.squeeze(0) if reduction == "none" else _reduce_ctc(out, tg_lens, reduction)
-    else:
-        red = REDUCTION_ENUM[reduction]
+    try:
+        red = 0 if unbatched else REDUCTION_ENUM[reduction]
         out = torch.ctc_loss(lp, targets, in_lens, tg_lens, blank, red, zero_infinity)
+    except RuntimeError:  # torch's length checks: say which entry, as the formula does
+        _check_lengths(lp.shape[0], targets, _host(in_lens), _host(tg_lens))
+        raise
+    if unbatched:
+        out = out.squeeze(0) if reduction == "none" else _reduce_ctc(out, tg_lens, reduction)
     return restore(out, log_probs.dtype)
 
 
 def _ctc_formula(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_infinity, exact_grad):
     unbatched = log_probs.dim() == 2
+    in_lens, tg_lens = _host(in_lens), _host(tg_lens)
+    _check_lengths(log_probs.shape[0], targets, in_lens, tg_lens)
     lp = upcast(log_probs.unsqueeze(1) if unbatched else log_probs)
     labels, _ = _padded_labels(targets.reshape(1, -1) if unbatched else targets, tg_lens)
     loss = -_log_likelihood(lp, labels, in_lens, tg_lens, blank)
@@ -374,11 +399,16 @@ def _ctc_formula(log_probs, targets, in_lens, tg_lens, blank, reduction, zero_in
     return out.to(log_probs.dtype)
 
 
-def _reduce_ctc(loss: torch.Tensor, tg_lens: list[int], reduction: str) -> torch.Tensor:
+def _reduce_ctc(
+    loss: torch.Tensor, tg_lens: torch.Tensor | list[int], reduction: str
+) -> torch.Tensor:
     if reduction == "sum":
         return loss.sum()
-    divisor = torch.tensor(tg_lens, dtype=loss.dtype, device=loss.device).clamp_min(1.0)
-    return (loss / divisor).mean()
+    if isinstance(tg_lens, torch.Tensor):
+        divisor = tg_lens.to(device=loss.device, dtype=loss.dtype)
+    else:
+        divisor = torch.tensor(tg_lens, dtype=loss.dtype, device=loss.device)
+    return (loss / divisor.clamp_min(1.0)).mean()
 
 
 def _ctc_torch_refuses(
