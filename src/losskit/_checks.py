@@ -53,6 +53,9 @@ def value_checks_enabled() -> bool:
     return state.checks == "all" and not torch.compiler.is_compiling()
 
 
+_NATIVE = ("auto", "torch")  # the backends that may leave a value check to torch's op
+
+
 def value_check_needed(t: torch.Tensor, native_rejects: bool = True) -> bool:
     """Whether a value check of ``t`` must run here.
 
@@ -61,9 +64,9 @@ def value_check_needed(t: torch.Tensor, native_rejects: bool = True) -> bool:
     torch backend may run (backend ``auto`` or ``torch``); a pinned ``formula`` or ``kernel``
     backend still gets the check.
     """
-    if state.checks != "all" or torch.compiler.is_compiling() or t.numel() == 0:
+    if state.checks != "all" or (native_rejects and t.is_cpu and state.backend in _NATIVE):
         return False
-    return not (native_rejects and t.is_cpu and state.backend in ("auto", "torch"))
+    return not torch.compiler.is_compiling() and t.numel() != 0
 
 
 def any_true(mask: torch.Tensor) -> bool:
@@ -87,10 +90,11 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
 
 
 def check_floating(name: str, value: object) -> torch.Tensor:
-    t = check_tensor(name, value)
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    return t
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    return value
 
 
 def check_integer(name: str, value: object) -> torch.Tensor:
@@ -144,6 +148,8 @@ def check_ndim(name: str, t: torch.Tensor, allowed: Sequence[int]) -> None:
 
 
 def check_number(name: str, value: object) -> float:
+    if type(value) is float and value == value:  # the common case first: a float, not NaN
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     if math.isnan(value):
@@ -158,6 +164,8 @@ def check_bool(name: str, value: object) -> bool:
 
 
 def check_int(name: str, value: object) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     return value

@@ -171,6 +171,15 @@ def _tensors(args: Iterable[Any], kwargs: Mapping[str, Any]) -> list[torch.Tenso
     return found
 
 
+def _on_cuda(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether the call's tensors are on CUDA: the first argument's device when it is a tensor
+    (every functional checks that its tensors share the input's device), else any tensor's."""
+    first = args[0] if args else None
+    if isinstance(first, torch.Tensor):
+        return first.is_cuda
+    return _any_cuda(args, kwargs)
+
+
 def _any_cuda(args: Iterable[Any], kwargs: Mapping[str, Any]) -> bool:
     for a in args:
         if isinstance(a, torch.Tensor) and a.is_cuda:
@@ -204,7 +213,7 @@ class Backends:
     ``refuses`` maps a backend name to its rule: ``rule(*args, **kwargs) -> reason | None``.
     """
 
-    __slots__ = ("_cpu_order", "formula", "kernel", "name", "prefer", "refuses", "torch")
+    __slots__ = ("_cpu_order", "_plain", "formula", "kernel", "name", "prefer", "refuses", "torch")
 
     def __init__(
         self,
@@ -240,6 +249,9 @@ class Backends:
             for b in order
             if getattr(self, b) is not None
         )
+        # What auto mode runs when no kernel is in play and no rule can refuse: the hot path.
+        first_fn, first_rule, _ = self._cpu_order[0]
+        self._plain = first_fn if first_rule is None else None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -257,6 +269,11 @@ class Backends:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The hot path of every loss call: a few attribute reads on the CPU (no list is built
         # unless a kernel could run), so a torch mirror costs about what torch's op costs.
+        if state.trace is None and state.backend == "auto" and self._plain is not None:
+            if self.kernel is None or state.kernels == "never":
+                return self._plain(*args, **kwargs)
+            if state.kernels == "auto" and not _on_cuda(args, kwargs):
+                return self._plain(*args, **kwargs)
         if state.trace is not None:
             return self._traced(args, kwargs)
         if state.backend != "auto":
@@ -301,7 +318,7 @@ class Backends:
     def _kernel_wanted(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
         forced = state.kernels == "always"
         # The cheap test first: in auto mode, no CUDA tensor means no kernel; look no further.
-        if not forced and not _any_cuda(args, kwargs):
+        if not forced and not _on_cuda(args, kwargs):
             return False
         tensors = _tensors(args, kwargs)
         reason = kernel_problem(tensors, forced) or self.refusal("kernel", args, kwargs)
