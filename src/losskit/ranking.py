@@ -227,7 +227,7 @@ def soft_margin_loss(
     Returns:
         Scalar, or the input's shape for ``reduction="none"``.
 
-    Computed stably as ``-logsigmoid(y x)``: finite with a finite gradient for scores of any
+    Computed stably as ``softplus(-y x)``: finite with a finite gradient for scores of any
     magnitude, where torch's ``log(1 + exp(-y x))`` overflows to ``inf`` (and a NaN gradient) once
     ``-y x`` exceeds about 88 in float32 (11 in float16). An empty input gives NaN for ``mean`` and 0
     for ``sum``.
@@ -251,9 +251,15 @@ def _soft_margin_torch(input, target, reduction):
     return restore(out, input.dtype)
 
 
+# softplus returns its input above ``threshold``; from 37 on that is the loss to the last bit
+# in float64 too (log(1 + e^-u) < 2^-53 u for u > 37), and below it exp cannot overflow.
+_SOFTPLUS_EXACT = 37.0
+
+
 def _soft_margin_formula(input, target, reduction):
     x = upcast(input)
-    loss = -F.logsigmoid(target.to(x.dtype) * x)
+    # (-y) x: the negation falls on the target, which needs no gradient.
+    loss = F.softplus(target.to(x.dtype).neg() * x, threshold=_SOFTPLUS_EXACT)
     return reduce(loss, reduction).to(input.dtype)
 
 
