@@ -89,16 +89,23 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
     return value
 
 
+# dtype membership is the cheapest test on the hot path (is_floating_point() costs twice as much).
+_FLOATING = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
+_INDEX = frozenset({torch.int64, torch.int32})
+
+
 def check_floating(name: str, value: object) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if not value.is_floating_point():
+    if value.dtype not in _FLOATING and not value.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
     return value
 
 
 def check_integer(name: str, value: object) -> torch.Tensor:
     t = check_tensor(name, value)
+    if t.dtype in _INDEX:
+        return t
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(
             f"{name} must be an integer tensor of class indices (int64), got dtype {t.dtype}"
@@ -148,8 +155,10 @@ def check_ndim(name: str, t: torch.Tensor, allowed: Sequence[int]) -> None:
 
 
 def check_number(name: str, value: object) -> float:
-    if type(value) is float and value == value:  # the common case first: a float, not NaN
+    if type(value) is float and value == value:  # the common cases first: a float, not NaN
         return value
+    if type(value) is int:
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     if math.isnan(value):

@@ -213,7 +213,7 @@ class Backends:
     ``refuses`` maps a backend name to its rule: ``rule(*args, **kwargs) -> reason | None``.
     """
 
-    __slots__ = ("_cpu_order", "_plain", "formula", "kernel", "name", "prefer", "refuses", "torch")
+    __slots__ = ("_cpu_order", "formula", "kernel", "name", "prefer", "refuses", "torch")
 
     def __init__(
         self,
@@ -249,9 +249,6 @@ class Backends:
             for b in order
             if getattr(self, b) is not None
         )
-        # What auto mode runs when no kernel is in play and no rule can refuse: the hot path.
-        first_fn, first_rule, _ = self._cpu_order[0]
-        self._plain = first_fn if first_rule is None else None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -269,11 +266,18 @@ class Backends:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The hot path of every loss call: a few attribute reads on the CPU (no list is built
         # unless a kernel could run), so a torch mirror costs about what torch's op costs.
-        if state.trace is None and state.backend == "auto" and self._plain is not None:
-            if self.kernel is None or state.kernels == "never":
-                return self._plain(*args, **kwargs)
-            if state.kernels == "auto" and not _on_cuda(args, kwargs):
-                return self._plain(*args, **kwargs)
+        if (
+            state.trace is None
+            and state.backend == "auto"
+            and (
+                self.kernel is None
+                or state.kernels == "never"
+                or (state.kernels == "auto" and not _on_cuda(args, kwargs))
+            )
+        ):
+            fn, rule, _ = self._cpu_order[0]
+            if rule is None or rule(*args, **kwargs) is None:
+                return fn(*args, **kwargs)
         if state.trace is not None:
             return self._traced(args, kwargs)
         if state.backend != "auto":

@@ -51,12 +51,15 @@ def _index_target_shape(input: torch.Tensor) -> tuple[int, ...]:
     return (input.shape[0], *input.shape[2:]) if input.dim() > 1 else ()
 
 
+_TARGET_DTYPES = frozenset({torch.int64, torch.int32, torch.float32, torch.float64})
+
+
 def _check_class_input(input: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
     input = check_floating("input", input)
     target = check_tensor("target", target)
     if input.dim() == 0:
         raise ValueError("input must be (C,), (N, C) or (N, C, d1, ..., dK); got a 0-D tensor")
-    if target.dtype == torch.bool or target.is_complex():
+    if target.dtype not in _TARGET_DTYPES and (target.dtype == torch.bool or target.is_complex()):
         raise TypeError(
             "target must hold class indices (int64) or class probabilities (floating), "
             f"got dtype {target.dtype}"
@@ -77,7 +80,7 @@ def _check_index_target(input: torch.Tensor, target: torch.Tensor) -> None:
 
 
 def _num_classes(input: torch.Tensor) -> int:
-    return input.shape[1 if input.dim() > 1 else 0]
+    return input.shape[1] if input.dim() > 1 else input.shape[0]
 
 
 def _long(target: torch.Tensor) -> torch.Tensor:

@@ -81,6 +81,8 @@ def check_positive_margin(margin: object) -> float:
 
 def check_multi_margin_p(p: object) -> int:
     """``p`` of :func:`multi_margin_loss`: 1 or 2, as torch."""
+    if type(p) is int and (p == 1 or p == 2):
+        return p
     if isinstance(p, bool) or not isinstance(p, (int, float)):
         raise TypeError(f"p must be an int (1 or 2), got {type(p).__name__}")
     if p not in (1, 2):
@@ -497,7 +499,7 @@ def multilabel_margin_loss(
     input = _check_class_scores(input)
     target = check_integer("target", target)
     check_same_device("target", target, input)
-    if tuple(target.shape) != tuple(input.shape):
+    if target.shape != input.shape:
         raise ValueError(
             f"Expected target size {tuple(input.shape)} (class indices padded with -1, the "
             f"input's shape), got {tuple(target.shape)}"
