@@ -186,10 +186,15 @@ def grpo_loss(
 
     **Gradient accumulation**: pass ``normalizer`` = the count over the *whole* optimizer step
     (every micro-batch, every rank) and the micro-batch losses add up to the full-batch loss.
-    For ``dapo`` that is TRL's ``num_items_in_batch / num_processes`` (active tokens); for
-    ``grpo``/``bnpo``/``dr_grpo`` TRL instead divides the local loss by the number of
-    accumulation steps, which is ``normalizer = local count * steps`` here (equal only when
-    micro-batches have equal counts; ``bnpo`` and ``dapo`` differ exactly there).
+    TRL 1.16's training-mode normalisers, reproduced exactly with ``normalizer``:
+
+    * ``dapo``: ``num_items_in_batch * G / (S * num_processes)`` with ``G`` the gradient
+      accumulation steps and ``S`` = ``steps_per_generation`` (``num_items_in_batch`` counts the
+      active tokens of the generation batch; ``S`` defaults to ``G``, giving
+      ``num_items_in_batch / num_processes``; in evaluation TRL uses the latter);
+    * ``grpo``/``bnpo``/``dr_grpo``: TRL divides the local loss by ``G``, i.e. ``normalizer`` =
+      local count ``* G`` (:math:`B`, the token count, :math:`B L`); equal to the full-batch
+      loss only when micro-batches have equal counts (``bnpo`` and ``dapo`` differ exactly there).
 
     Args:
         logps: ``(B, T)`` per-token log-probabilities of the sampled completions under the
@@ -225,9 +230,28 @@ def grpo_loss(
 
     References: Shao et al., "DeepSeekMath" (GRPO), 2024; Liu et al., "Understanding R1-Zero-Like
     Training" (Dr. GRPO), 2025; Yu et al., "DAPO", 2025; Zheng et al., "Group Sequence Policy
-    Optimization" (GSPO), 2025. Formulas as TRL's ``GRPOTrainer._compute_loss`` (without its
-    ``delta`` two-sided clip, entropy masking, vLLM importance correction and the other loss
-    types); the GRPO paper's KL is the same k3 estimator and its normalisation is ``grpo``.
+    Optimization" (GSPO), 2025. The GRPO paper's KL is the same k3 estimator and its
+    normalisation is ``grpo``.
+
+    TRL: equal to TRL 1.16's ``GRPOTrainer._compute_loss`` (checked to 1e-10 in float64 for every
+    loss type, both importance-sampling levels, with and without ``beta`` and ``epsilon_high``,
+    ``(B,)`` and ``(B, T)`` advantages, an empty completion; loss, gradient, clip fractions and
+    KL; TRL's ``epsilon``/``epsilon_high`` are these), with these conventions:
+
+    * ``dr_grpo``: TRL divides by its ``args.max_completion_length`` (512 by default), losskit by
+      ``T`` unless ``max_completion_length`` is given: pass TRL's value to match it.
+    * The mask: TRL's is an int ``completion_mask`` (times its ``tool_mask`` when present); pass
+      ``(completion_mask * tool_mask).bool()``.
+    * Statistics: TRL logs ``kl`` only when ``beta != 0``, losskit returns it whenever
+      ``ref_logps`` is given; TRL counts the clipped tokens in float32 (its logged fractions
+      differ from these by float32 rounding) and also logs per-sequence extremes
+      (``clip_ratio/low_min``, ``high_max``), which are not returned here.
+    * TRL warns that ``importance_sampling="sequence"`` with ``bnpo``/``dr_grpo``/``dapo`` weights
+      each sequence by its length (it sums the broadcast per-sequence term over tokens); losskit
+      computes the same number and does not warn.
+    * Not included: TRL's ``delta`` two-sided clip, ``use_bias_correction_kl``,
+      ``top_entropy_quantile`` masking, ``off_policy_mask_threshold``, the vLLM importance
+      correction, the entropy bonus and the ``cispo``/``sapo``/``vespo``/``luspo`` loss types.
     """
     logps = check_floating("logps", logps)
     old_logps = check_floating("old_logps", old_logps)

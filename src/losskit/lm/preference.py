@@ -4,11 +4,15 @@ CPO, ORPO and KTO.
 Every function takes *sequence* log-probabilities, one value per completion: the sum (or, where
 the method asks for it, the mean) of the per-token log-probabilities of the completion, which the
 caller computes (e.g. with :func:`losskit.lm.token_logprobs` and a masked sum). The formulas are
-Hugging Face TRL's (``DPOTrainer``, ``CPOTrainer``, ``ORPOTrainer``, ``KTOTrainer``); each
-docstring says where TRL differs from the paper. Each returns a ``NamedTuple`` whose first field
-is the loss (reduced with ``reduction``) and whose other fields are the detached statistics TRL
-logs (rewards, odds ratios). Computed in float32 at least; the outputs have the dtype of
-``policy_chosen_logps``.
+Hugging Face TRL's (``DPOTrainer``, ``KTOTrainer``, and ``CPOTrainer``/``ORPOTrainer``, which
+TRL 1.x moved to ``trl.experimental``); each docstring says where TRL differs from the paper and
+from losskit. Each returns a ``NamedTuple`` whose first field is the loss (reduced with
+``reduction``) and whose other fields are the detached statistics TRL logs (rewards, odds
+ratios). Computed in float32 at least; the outputs have the dtype of ``policy_chosen_logps``.
+
+tests/test_lm_trl_oracle.py runs TRL 1.16.0's own trainer code (``_compute_loss`` /
+``get_batch_loss_metrics`` with a stand-in ``self`` and model) on the same tensors and checks the
+losses, their gradients and the logged rewards to 1e-10 in float64 (ORPO: to float32 rounding).
 """
 
 from __future__ import annotations
@@ -261,13 +265,29 @@ def dpo_loss(
     al., "A General Theoretical Paradigm to Understand Learning from Human Preferences", 2023
     (``ipo``); Chowdhury et al., "Provably Robust DPO", 2024 (``robust``); Jung et al., "Binary
     Classifier Optimization", 2024 (``bco_pair``); D'Oosterlinck et al., "Anchored Preference
-    Optimization", 2024 (``apo_*``). Formulas as TRL's ``DPOTrainer``, with these differences:
-    TRL's ``ipo`` divides each log-ratio by the completion's token count before the square (a
-    normalisation the IPO paper does not write; here pass per-token *mean* log-probabilities to
-    get TRL's value, sums to get the paper's); TRL's current ``sigmoid`` has no label smoothing
-    (its earlier versions, and cDPO, use the :math:`\varepsilon` form above, equal at 0); earlier
-    TRL ``bco_pair`` subtracted a running mean of the rewards, which current TRL and losskit do
-    not (keep it yourself and subtract it from the inputs' log-ratios if you want it).
+    Optimization", 2024 (``apo_*``).
+
+    TRL: each row equals TRL 1.16's ``DPOTrainer._compute_loss`` (``f_divergence_type=
+    "reverse_kl"``, one loss type), whose sequence log-probability is the sum of the per-token
+    log-probabilities over the completion, and ``reduction="mean"`` its mean over pairs (checked
+    to 1e-10 in float64, gradients and logged rewards too). The differences:
+
+    * ``ipo``: TRL divides each log-ratio by the completion's token count before the square (a
+      normalisation the IPO paper does not write). Pass per-token *mean* log-probabilities (all
+      four inputs) to get TRL's loss, sums to get the paper's. TRL still logs its rewards on the
+      *summed* log-ratios; losskit's rewards are :math:`\beta` times what you pass (multiply by
+      the token counts to get TRL's numbers).
+    * ``sigmoid`` with ``label_smoothing``: TRL 1.16's ``DPOTrainer`` silently ignores
+      ``label_smoothing`` for ``sigmoid``; losskit applies the conservative-DPO form above (TRL's
+      earlier ``DPOTrainer`` and its ``CPOTrainer`` ``sigmoid`` row on the log-ratios; equal at
+      :math:`\varepsilon = 0`). ``robust`` reads it as TRL does, in ``[0, 0.5)``.
+    * ``bco_pair``: earlier TRL subtracted a running mean of the rewards, which TRL 1.16 and
+      losskit do not (keep it yourself and subtract it from the inputs' log-ratios if you want it).
+    * Not here: TRL's ``sigmoid_norm`` is ``sigmoid`` on per-token mean log-probabilities (pass
+      those); several ``loss_type`` with ``loss_weights`` (MPO) is the weighted sum of separate
+      calls; the other TRL loss types (``exo_pair``, ``nca_pair``, ``sppo_hard``, ``aot``,
+      ``aot_unpaired``, ``discopop``, ``sft``), the ``f_divergence_type`` variants, LD-DPO's
+      ``ld_alpha`` and WPO's ``use_weighting`` are not implemented.
     """
     pc, pr, rc, rr = check_logps(
         ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps"),
@@ -358,8 +378,11 @@ def simpo_loss(
         >>> losskit.lm.simpo_loss(pc, torch.tensor([-1.0, -1.0])).loss.backward()
 
     Reference: Meng, Xia and Chen, "SimPO: Simple Preference Optimization with a Reference-Free
-    Reward", 2024 (Eq. 6). As TRL's ``CPOTrainer(loss_type="simpo", cpo_alpha=0)``, which writes
-    it as :math:`\beta(\bar c - \bar r - \gamma/\beta)` (the same number) and adds label smoothing.
+    Reward", 2024 (Eq. 6). As TRL's ``CPOTrainer(loss_type="simpo", cpo_alpha=0)``
+    (``trl.experimental.cpo`` in TRL 1.x), which writes it as
+    :math:`\beta(\bar c - \bar r - \gamma/\beta)` (the same number to rounding; checked to 1e-10
+    against TRL 1.16) and adds the label smoothing. TRL's ``concatenated_forward`` averages the
+    log-probabilities over tokens for ``simpo``, as this function expects.
     """
     pc, pr = check_logps(
         ("policy_chosen_logps", "policy_rejected_logps"),
@@ -426,8 +449,10 @@ def cpo_loss(
         >>> out.loss.backward()
 
     Reference: Xu et al., "Contrastive Preference Optimization", 2024 (Eq. 3 and the NLL term of
-    Eq. 5). As TRL's ``CPOTrainer.cpo_loss`` plus ``cpo_alpha * nll_loss`` (TRL's AlphaPO
-    reward transform, ``alpha != 0``, is not included).
+    Eq. 5). As TRL's ``CPOTrainer`` (``trl.experimental.cpo`` in TRL 1.x): ``cpo_loss`` plus
+    ``cpo_alpha * nll_loss``, i.e. ``losses.mean() + cpo_alpha * nll`` with a scalar
+    ``chosen_nll`` (checked to 1e-10 against TRL 1.16, gradients and logged rewards too). TRL's
+    AlphaPO reward transform (``alpha != 0``) is not included.
     """
     pc, pr = check_logps(
         ("policy_chosen_logps", "policy_rejected_logps"),
@@ -529,9 +554,11 @@ def orpo_loss(
         >>> losskit.lm.orpo_loss(pc, torch.tensor([-1.0, -0.9]), torch.tensor(0.9)).loss.backward()
 
     Reference: Hong, Lee and Thorne, "ORPO: Monolithic Preference Optimization without Reference
-    Model", 2024 (Eqs. 4-7). As TRL's ``ORPOTrainer`` (``loss = nll - mean(beta *
-    log_sigmoid(log_odds))``); TRL computes the log-probabilities in float32, losskit in float32
-    at least.
+    Model", 2024 (Eqs. 4-7). As TRL's ``ORPOTrainer`` (``trl.experimental.orpo`` in TRL 1.x;
+    ``loss = nll - mean(beta * log_sigmoid(log_odds))``, the same :math:`\log(1 - e^a)` branch at
+    :math:`-\ln 2`). TRL casts the log-probabilities to float32 (``.float()``) before the odds,
+    losskit computes in float32 at least: on float64 inputs the two agree to float32 rounding
+    (2e-7 relative measured against TRL 1.16), on float32 inputs they do the same computation.
     """
     pc, pr = check_logps(
         ("policy_chosen_logps", "policy_rejected_logps"),
@@ -636,7 +663,10 @@ def kto_loss(
 
     Reference: Ethayarajh et al., "KTO: Model Alignment as Prospect Theoretic Optimization", 2024
     (Eq. 7/8). As TRL's ``KTOTrainer``; the paper's :math:`\lambda_y - v(x, y)` form differs
-    from it by the constant :math:`\lambda_y`, which TRL (and losskit) leave out.
+    from it by the constant :math:`\lambda_y`, which TRL (and losskit) leave out. Checked to
+    1e-10 against TRL 1.16's ``KTOTrainer._compute_loss`` (loss, gradients, logged rewards and
+    KL): TRL's loss is the ``nanmean`` of its concatenated weighted desirable and undesirable
+    losses, the ``mean`` here; the KL baseline is TRL's only when you clamp it at 0 as above.
     """
     logps, ref = check_logps(("policy_logps", "ref_logps"), (policy_logps, ref_logps))
     desirable = check_tensor("desirable", desirable)
