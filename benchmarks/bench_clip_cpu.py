@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import ctypes
 import importlib.util
+import os
 import platform
 import statistics
 import time
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "clip_cpu.md")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     impls = implementations(args.chunk)
     print(check_agreement(impls, 512, 64), flush=True)
     img, txt, s = (t.requires_grad_(True) for t in inputs(args.batch, args.dim))
@@ -138,6 +140,7 @@ def main() -> None:
                 flush=True,
             )
 
+    load_after = os.getloadavg()
     matrix_mib = args.batch**2 * 4 / 2**20
     base = statistics.median(times["losskit plain"])
     cpu_base = statistics.median(cpus["losskit plain"])
@@ -146,7 +149,8 @@ def main() -> None:
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}; the B × B float32 matrix is "
-        f"{matrix_mib:.0f} MiB. Interleaved rounds: {args.repeats}; the machine is shared and loaded.",
+        f"{matrix_mib:.0f} MiB. Interleaved rounds: {args.repeats}; {os.cpu_count()} cores, 1-minute "
+        f"load average {load_before[0]:.2f} before and {load_after[0]:.2f} after (this run included).",
         "",
         "| implementation | wall time per round (s) | vs plain | process CPU time (s) | vs plain "
         "| peak extra memory (MiB) |",

@@ -153,6 +153,8 @@ def check_info_nce(rank: int, world: int) -> None:
         "labels, dot products": ({"normalize": False, "temperature": 2.0}, [labels]),
         "chunked": ({"chunk_size": 2}, []),
         "chunked, symmetric": ({"chunk_size": 3, "symmetric": True}, []),
+        "labels, chunked": ({"chunk_size": 2}, [labels]),
+        "symmetric + labels, chunked": ({"symmetric": True, "chunk_size": 3}, [labels]),
     }
     for name, (kwargs, fixed) in cases.items():
         _compare(
@@ -166,52 +168,63 @@ def check_info_nce(rank: int, world: int) -> None:
             rank,
             world,
         )
-    _compare(
-        "info_nce per-query negatives",
-        lambda x, p, f, g, r: info_nce_loss(
-            x[0], x[1], negatives=x[2], temperature=0.3, group=g, reduction=r
-        ),
-        [*_pairs(world, 13), _randn(15, n, 3, 4)],
-        [],
-        [],
-        rank,
-        world,
-    )
+    for chunk, fixed in ((None, []), (2, []), (2, [labels])):
+        _compare(
+            f"info_nce per-query negatives chunk={chunk} labels={bool(fixed)}",
+            lambda x, p, f, g, r, c=chunk: info_nce_loss(
+                x[0],
+                x[1],
+                negatives=x[2],
+                labels=f[0] if f else None,
+                temperature=0.3,
+                group=g,
+                chunk_size=c,
+                reduction=r,
+            ),
+            [*_pairs(world, 13), _randn(15, n, 3, 4)],
+            [],
+            fixed,
+            rank,
+            world,
+        )
     # A shared bank: every rank contributes its own rows (uneven: 1, 3[, 0]).
     bank_sizes = [1, 3, 0][:world]
     bank = _randn(17, sum(bank_sizes), 4)
     mine = slice(sum(bank_sizes[:rank]), sum(bank_sizes[: rank + 1]))
     rows = _rows(world, rank)
     q, k = _pairs(world, 19)
-    lq, lk, lb = (t.clone().requires_grad_(True) for t in (q[rows], k[rows], bank[mine]))
-    fq, fk, fb = (t.clone().requires_grad_(True) for t in (q, k, bank))
-    got = info_nce_loss(lq, lk, negatives=lb, symmetric=True, temperature=0.2)
-    want = info_nce_loss(
-        fq, fk, negatives=fb, symmetric=True, temperature=0.2, group=_STATE["single"]
-    )
-    _close(got, want, "info_nce shared bank: value")
-    got.backward()
-    want.backward()
-    _close(lq.grad, world * fq.grad[rows], "info_nce shared bank: query gradient")
-    _close(lb.grad, world * fb.grad[mine], "info_nce shared bank: bank gradient")
+    for chunk, y in ((None, None), (2, None), (3, labels)):
+        lq, lk, lb = (t.clone().requires_grad_(True) for t in (q[rows], k[rows], bank[mine]))
+        fq, fk, fb = (t.clone().requires_grad_(True) for t in (q, k, bank))
+        kw = {"symmetric": True, "temperature": 0.2, "chunk_size": chunk}
+        ly = None if y is None else y[rows]
+        got = info_nce_loss(lq, lk, negatives=lb, labels=ly, **kw)
+        want = info_nce_loss(fq, fk, negatives=fb, labels=y, group=_STATE["single"], **kw)
+        what = f"info_nce shared bank chunk={chunk} labels={y is not None}"
+        _close(got, want, f"{what}: value")
+        got.backward()
+        want.backward()
+        _close(lq.grad, world * fq.grad[rows], f"{what}: query gradient")
+        _close(lb.grad, world * fb.grad[mine], f"{what}: bank gradient")
 
 
 def check_supcon(rank: int, world: int) -> None:
     n = sum(SIZES[world])
     labels = torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(21))
-    for mode in ("all", "one"):
-        for with_labels in (True, False):
-            _compare(
-                f"supcon {mode} labels={with_labels}",
-                lambda x, p, f, g, r, m=mode: supcon_loss(
-                    x[0], f[0] if f else None, contrast_mode=m, group=g, reduction=r
-                ),
-                [_randn(23, n, 2, 4)],
-                [],
-                [labels] if with_labels else [],
-                rank,
-                world,
-            )
+    cases = [(m, y, None) for m in ("all", "one") for y in (True, False)]
+    cases += [("all", True, 2), ("one", False, 3), ("one", True, 1)]  # block by block
+    for mode, with_labels, chunk in cases:
+        _compare(
+            f"supcon {mode} labels={with_labels} chunk={chunk}",
+            lambda x, p, f, g, r, m=mode, c=chunk: supcon_loss(
+                x[0], f[0] if f else None, contrast_mode=m, group=g, chunk_size=c, reduction=r
+            ),
+            [_randn(23, n, 2, 4)],
+            [],
+            [labels] if with_labels else [],
+            rank,
+            world,
+        )
 
 
 def _open_clip_loss():

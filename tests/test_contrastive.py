@@ -22,6 +22,7 @@ from losskit.contrastive import (
     ClipLoss,
     InfoNCELoss,
     SigLipLoss,
+    SupConLoss,
     cached_contrastive_step,
     clip_loss,
     info_nce_loss,
@@ -149,7 +150,7 @@ def sentence_transformers_mnrl(anchors, positives, negatives=None, scale=20.0, s
 @pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("with_negatives", [False, True])
 def test_info_nce_equals_sentence_transformers_mnrl_formula(symmetric, with_negatives):
-    # sentence-transformers needs transformers (not installed here): its formula is written out.
+    # Its formula written out (the peer itself, when installed, is in the next test).
     a, p, n = _randn(7, 6, 4), _randn(8, 6, 4), _randn(9, 6, 4)
     neg = n if with_negatives else None
     theirs = _value_and_grads(
@@ -163,6 +164,58 @@ def test_info_nce_equals_sentence_transformers_mnrl_formula(symmetric, with_nega
     _same(ours[0], theirs[0])
     for g1, g2 in zip(ours[1], theirs[1], strict=True):
         _same(g1, g2)
+
+
+def _mnrl():
+    """sentence-transformers' MultipleNegativesRankingLoss class (6.x path, then the 5.x one)."""
+    pytest.importorskip("sentence_transformers")
+    try:
+        from sentence_transformers.sentence_transformer.losses import (
+            MultipleNegativesRankingLoss,
+        )
+    except ImportError:
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+    return MultipleNegativesRankingLoss
+
+
+def test_info_nce_equals_sentence_transformers_MultipleNegativesRankingLoss():
+    # The peer's own loss on given embeddings (compute_loss_from_embeddings, what its forward
+    # calls after the model): anchors, positives, then hard-negative columns. One test function:
+    # importing sentence-transformers takes seconds.
+    mnrl = _mnrl()
+    a, p = _randn(40, 6, 4), _randn(41, 6, 4)
+    hard = [_randn(42, 6, 4), _randn(43, 6, 4)]
+    cases = [
+        ({}, {}, []),
+        ({"scale": 10.0}, {"temperature": 0.1}, hard[:1]),
+        ({}, {}, hard),  # n-tuples: every anchor sees every column's hard negatives
+        (
+            {"directions": ("query_to_doc", "doc_to_query"), "partition_mode": "per_direction"},
+            {"symmetric": True},
+            hard[:1],
+        ),
+    ]
+    for peer_kwargs, our_kwargs, negs in cases:
+        peer = mnrl(None, **peer_kwargs)  # the model is only used by its forward
+        kw = {"temperature": 1 / 20.0, **our_kwargs}
+        for chunk in (None, 4):
+            theirs = _value_and_grads(
+                lambda x, y, *n, peer=peer: peer.compute_loss_from_embeddings([x, y, *n], None),
+                a,
+                p,
+                *negs,
+            )
+            ours = _value_and_grads(
+                lambda x, y, *n, c=chunk, kw=kw: info_nce_loss(
+                    x, y, negatives=torch.cat(n) if n else None, chunk_size=c, **kw
+                ),
+                a,
+                p,
+                *negs,
+            )
+            _same(ours[0], theirs[0])
+            for g1, g2 in zip(ours[1], theirs[1], strict=True):
+                _same(g1, g2)
 
 
 # ---------------------------------------------------------------- the block-wise path
@@ -183,31 +236,121 @@ class _LargestTensor(TorchDispatchMode):
         return out
 
 
+_LABELS_96 = torch.arange(96) % 7
+
+
 @pytest.mark.parametrize(
     ("loss", "args"),
     [
         ("clip", {}),
         ("clip", {"logit_bias": 0.5}),
         ("siglip", {}),
+        ("info_nce", {"labels": _LABELS_96, "symmetric": True}),
+        ("info_nce", {"negatives": "bank"}),
+        ("info_nce", {"negatives": "per-query", "labels": _LABELS_96}),
+        ("supcon", {"labels": _LABELS_96[:48]}),
+        ("supcon", {"labels": None, "contrast_mode": "one"}),
     ],
 )
 def test_the_chunked_path_never_builds_the_similarity_matrix(loss, args):
     n, d, chunk = 96, 4, 8
     img, txt = _randn(10, n, d).requires_grad_(True), _randn(11, n, d).requires_grad_(True)
     scale = torch.tensor(5.0, dtype=F64, requires_grad=True)
+    # rows and columns of S; the largest tensor the inputs themselves make
+    rows, m, largest_input = n, n, n * d
+    if args.get("negatives") == "bank":  # 32 more columns
+        args = {**args, "negatives": _randn(12, 32, d).requires_grad_(True)}
+        m += 32
+    elif args.get("negatives") == "per-query":  # (n, 3, d) negatives, (n, 3) logits
+        args = {**args, "negatives": _randn(12, n, 3, d).requires_grad_(True)}
+        largest_input = n * 3 * d
+    if loss == "supcon":  # 48 samples x 2 views: a 96 x 96 matrix of views
+        feats = torch.stack([img[:48], txt[:48]], 1)
+        rows = 48 if args.get("contrast_mode") == "one" else n
 
     def run(chunk_size):
         if loss == "clip":
             return clip_loss(img, txt, scale, chunk_size=chunk_size, **args)
-        return siglip_loss(img, txt, scale, -1.0, chunk_size=chunk_size)
+        if loss == "siglip":
+            return siglip_loss(img, txt, scale, -1.0, chunk_size=chunk_size)
+        if loss == "info_nce":
+            return info_nce_loss(img, txt, chunk_size=chunk_size, **args)
+        return supcon_loss(feats, chunk_size=chunk_size, **args)
 
     with _LargestTensor() as plain:
         run(None).backward()
-    assert plain.largest >= n * n  # the probe sees the matrix when there is one
+    assert plain.largest >= rows * m  # the probe sees the matrix when there is one
     with _LargestTensor() as chunked:
         out = run(chunk)
         out.backward()
-    assert chunked.largest <= chunk * n, chunked.largest
+    assert chunked.largest <= max(chunk * m, largest_input), chunked.largest
+
+
+_Q, _K = _randn(50, 11, 4), _randn(51, 11, 4)
+_Y = torch.tensor([0, 1, 0, 2, 1, 1, 3, 0, 0, 4, 2])
+_PER_QUERY, _BANK = _randn(52, 11, 3, 4), _randn(53, 5, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"labels": _Y},
+        {"labels": _Y, "symmetric": True, "normalize": False, "temperature": 2.0},
+        {"labels": torch.zeros(11, dtype=torch.int64)},  # no negative at all: loss 0
+        {"negatives": _PER_QUERY},
+        {"negatives": _PER_QUERY, "labels": _Y, "symmetric": True},
+        {"negatives": _BANK},
+        {"negatives": _BANK, "labels": _Y, "symmetric": True},
+        {"negatives": _PER_QUERY[:, :0]},  # M = 0
+    ],
+    ids=lambda kw: "-".join(
+        f"{k}{tuple(v.shape) if torch.is_tensor(v) else v}" for k, v in kw.items()
+    ),
+)
+@pytest.mark.parametrize("chunk", [1, 4, 100])
+def test_chunked_info_nce_equals_the_unchunked_form_and_the_reference(kwargs, chunk):
+    kwargs = {"temperature": 0.3, **kwargs}
+    neg = kwargs.pop("negatives", None)
+    up = _randn(54, 11)
+    tensors = (_Q, _K) if neg is None else (_Q, _K, neg)
+
+    def fn(c):
+        return lambda q, k, *n: (
+            info_nce_loss(
+                q, k, negatives=n[0] if n else None, chunk_size=c, reduction="none", **kwargs
+            )
+            @ up
+        )
+
+    got, want = _value_and_grads(fn(chunk), *tensors), _value_and_grads(fn(None), *tensors)
+    _same(got[0], want[0])
+    for a, b in zip(got[1], want[1], strict=True):
+        _same(a, b)
+        assert torch.isfinite(a).all()
+    ref = R.info_nce_loss(
+        _Q.numpy(),
+        _K.numpy(),
+        negatives=None if neg is None else neg.numpy(),
+        reduction="none",
+        **{k: v.numpy() if torch.is_tensor(v) else v for k, v in kwargs.items()},
+    )
+    out = info_nce_loss(*tensors[:2], negatives=neg, chunk_size=chunk, reduction="none", **kwargs)
+    _same(out, torch.from_numpy(ref))
+
+
+@pytest.mark.parametrize("mode", ["all", "one"])
+@pytest.mark.parametrize("labels", [_Y[:7], None])
+@pytest.mark.parametrize("chunk", [1, 5, 100])
+def test_chunked_supcon_equals_the_unchunked_form_and_the_reference(mode, labels, chunk):
+    f = _randn(55, 7, 3, 4)
+    up = _randn(56, 7, 3 if mode == "all" else 1).reshape(7, -1).squeeze(-1)
+    kw = {"contrast_mode": mode, "temperature": 0.4, "reduction": "none"}
+    got = _value_and_grads(lambda x: (supcon_loss(x, labels, chunk_size=chunk, **kw) * up).sum(), f)
+    want = _value_and_grads(lambda x: (supcon_loss(x, labels, **kw) * up).sum(), f)
+    _same(got[0], want[0])
+    _same(got[1][0], want[1][0])
+    ref = R.supcon_loss(f.numpy(), None if labels is None else labels.numpy(), **kw)
+    _same(supcon_loss(f, labels, chunk_size=chunk, **kw), torch.from_numpy(ref))
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16, 100])
@@ -312,6 +455,8 @@ def test_module_hyper_parameters_are_checked_when_built():
         SigLipLoss(distributed="bidir")
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         ClipLoss(chunk_size=0)
+    with pytest.raises(TypeError, match="chunk_size must be an int or None, got float"):
+        SupConLoss(chunk_size=8.0)
     with pytest.raises(ValueError, match="'avg' is not a valid value for reduction"):
         ClipLoss(reduction="avg")
     with pytest.raises(TypeError, match=r"group must be a torch\.distributed\.ProcessGroup"):
@@ -334,7 +479,9 @@ def _every_loss(a, b, s):
             clip_loss(a, b, s, logit_bias=-s, chunk_size=4),
             siglip_loss(a, b, s, -2.0 * s, chunk_size=4),
             info_nce_loss(a, b * s, labels=y, negatives=neg, symmetric=True, temperature=0.3),
+            info_nce_loss(a, b * s, labels=y, negatives=neg, temperature=0.3, chunk_size=4),
             supcon_loss(torch.stack([a, b * s], 1), y),
+            supcon_loss(torch.stack([a, b * s], 1), y, contrast_mode="one", chunk_size=4),
         ]
     )
 
@@ -344,7 +491,7 @@ def test_every_loss_compiles_whole_forward_and_backward():
     torch._dynamo.reset()
     compiled = torch.compile(_every_loss, fullgraph=True, backend="aot_eager")
     inputs = (_randn(24, 6, 4), _randn(25, 6, 4), torch.tensor(2.0, dtype=F64))
-    up = _randn(26, 5)
+    up = _randn(26, 7)
     got = _value_and_grads(lambda *t: compiled(*t) @ up, *inputs)
     want = _value_and_grads(lambda *t: _every_loss(*t) @ up, *inputs)
     _same(got[0], want[0])

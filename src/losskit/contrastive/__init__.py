@@ -3,9 +3,9 @@
 Every loss works on this rank's ``B_local × B_global`` block of the similarity matrix and, given
 a process group, returns the global loss on every rank with the gradient convention of
 :mod:`losskit.distributed` (after DDP averaging, every rank holds the single-process gradient
-on the concatenated batch). ``clip_loss``, ``siglip_loss`` and ``info_nce_loss`` (in-batch
-negatives) take ``chunk_size=`` to compute the loss and its gradient block by block, never
-holding the matrix.
+on the concatenated batch). Every loss takes ``chunk_size=`` to compute the loss and its
+gradient block by block (``chunk_size`` rows against every column, recomputed in the backward),
+never holding the matrix, so the batch size is bounded by the embeddings, not by ``B²``.
 :func:`cached_contrastive_step` (GradCache) handles batches whose *encoders* do not fit.
 The Module forms (:class:`ClipLoss`, :class:`SigLipLoss` with a learnable ``logit_scale``,
 :class:`InfoNCELoss`, :class:`SupConLoss`) live in :mod:`losskit.nn` and are re-exported here.

@@ -37,6 +37,27 @@ def _rows(x, keys, y_rows, y_keys, offset, extra, temperature):
     return per_pair.sum(1) / positive.sum(1)
 
 
+def _extra_logits(q, neg):
+    """``(N, M)`` dot products of each query with its own negatives or with the bank."""
+    return torch.einsum("nd,nmd->nm", q, neg) if neg.dim() == 3 else q @ neg.T
+
+
+def _block_rows(x, keys, y_rows, y_keys, offset, neg, scale, both, chunk):
+    """The same rows block by block (:class:`._blocks.RowBlocks`): a shared bank joins the
+    columns (label-less negatives), per-query negatives come in as ``(N, M)`` extra logits;
+    ``both``: the square in-batch matrix, both directions in one pass."""
+    extra = None
+    if neg is not None and neg.dim() == 3:
+        extra = _extra_logits(x, neg) * scale
+    elif neg is not None:
+        keys = torch.cat([keys, neg])
+    if y_rows is None:
+        return row_losses(x, keys, scale, None, offset, "softmax", both, chunk, extra=extra)
+    return row_losses(
+        x, keys, scale, None, offset, "multi", False, chunk, extra=extra, row_y=y_rows, col_y=y_keys
+    )
+
+
 def _info_nce_formula(
     query, key, negatives, temperature, symmetric, labels, normalize, group, chunk, reduction
 ):
@@ -51,28 +72,25 @@ def _info_nce_formula(
         both = _dist.gather(torch.cat([q, k], 1), ranks)
         all_q, all_k, offset = both[:, :d], both[:, d:], ranks.offset
         all_y = None if labels is None else _dist.gather(labels, ranks, with_grad=False)
-    extra = None
+    neg = None
     if negatives is not None:
         neg = upcast(negatives)
         if normalize:
             neg = F.normalize(neg, dim=-1)
-        if neg.dim() == 3:  # (N, M, D): each query's own negatives, local to its rank
-            extra = torch.einsum("nd,nmd->nm", q, neg) / temperature
-        else:  # (M, D): a bank shared by every query, gathered like the keys
-            if ranks is not None:
-                neg = _dist.gather(neg, _dist.ranks_of(neg.shape[0], neg.device, group))
-            extra = (q @ neg.T) / temperature
-    if chunk is not None:  # in-batch negatives only (checked): CLIP's block-wise rows
+        if neg.dim() == 2 and ranks is not None:  # a shared bank: gathered like the keys
+            neg = _dist.gather(neg, _dist.ranks_of(neg.shape[0], neg.device, group))
+    if chunk is not None:
         scale = torch.tensor(1.0 / temperature, dtype=q.dtype, device=q.device)
-        if symmetric and ranks is None:  # one square matrix, both directions per block
-            rows = row_losses(q, k, scale, None, 0, "softmax", both=True, chunk=chunk)
-        else:
-            rows = row_losses(q, all_k, scale, None, offset, "softmax", chunk=chunk)
-            if symmetric:
-                rows = 0.5 * (
-                    rows + row_losses(k, all_q, scale, None, offset, "softmax", chunk=chunk)
-                )
+        square = symmetric and ranks is None and labels is None and neg is None
+        rows = _block_rows(q, all_k, labels, all_y, offset, neg, scale, square, chunk)
+        if symmetric and not square:
+            rows = 0.5 * (
+                rows + _block_rows(k, all_q, labels, all_y, offset, None, scale, False, chunk)
+            )
     else:
+        extra = None
+        if neg is not None:
+            extra = _extra_logits(q, neg) / temperature
         rows = _rows(q, all_k, labels, all_y, offset, extra, temperature)
         if symmetric:
             rows = 0.5 * (rows + _rows(k, all_q, labels, all_y, offset, None, temperature))
@@ -112,6 +130,11 @@ def info_nce_loss(
     averages it with the key-to-query direction (keys as rows, the batch's queries as columns;
     explicit negatives belong to the query direction only): :math:`\tfrac12(\ell_i + \ell'_i)`.
 
+    Memory: with ``chunk_size=c`` no more than ``c`` rows of the similarity matrix exist at
+    once, in the forward and in the backward, so the batch size is bounded by the embeddings,
+    not by :math:`N^2`; the value and gradients are those of the plain path (float64: to
+    1e-10).
+
     Across ranks every rank computes its queries' rows against the global keys; the value is the
     global loss on every rank and after DDP averaging every rank holds the single-process
     gradient (:mod:`losskit.distributed`'s convention). Per-query negatives ``(N, M, D)`` stay
@@ -129,9 +152,14 @@ def info_nce_loss(
             carries the label of its query), the rest negatives. ``None``: only the pair.
         normalize: use cosine similarity (L2-normalise every embedding); ``False``: dot products.
         group: the process group (default: the world when one is initialised).
-        chunk_size: rows per block for in-batch negatives without ``labels`` or ``negatives``
-            (the block-wise path of :func:`clip_loss`: the ``N × N`` matrix never exists;
-            first-order only), or ``None``.
+        chunk_size: queries per block (an int ``>= 1``), or ``None`` for the plain autograd
+            path. The loss and its gradient are computed ``chunk_size`` rows at a time against
+            every key (and the shared bank), keeping one log-sum-exp per row and recomputing
+            each block in the backward (the machinery of :func:`clip_loss`): the largest
+            temporaries are a few ``chunk_size × (N_global + M)`` blocks, never the
+            ``N × N_global`` matrix, for every form (labels, both kinds of negatives,
+            ``symmetric``). Per-query negatives still make their ``(N, M)`` logits (``1/D`` of
+            the negatives themselves). First-order only (no double backward).
         reduction: ``"none"`` (``(N,)`` per query, the global batch), ``"mean"``, ``"sum"``.
 
     Returns:
@@ -143,6 +171,8 @@ def info_nce_loss(
     Example:
         >>> q, k = torch.randn(8, 16, requires_grad=True), torch.randn(8, 16)
         >>> losskit.contrastive.info_nce_loss(q, k, negatives=torch.randn(32, 16)).backward()
+        >>> y = torch.tensor([0, 1, 2, 3] * 2)  # label-defined positives, 4 rows per block
+        >>> losskit.contrastive.info_nce_loss(q, k, labels=y, chunk_size=4).backward()
 
     References: van den Oord, Li & Vinyals, "Representation Learning with Contrastive Predictive
     Coding" (2018); Chen et al., SimCLR (NT-Xent, ICML 2020). Peers: pytorch-metric-learning's
@@ -151,10 +181,29 @@ def info_nce_loss(
     ``labels`` except that it averages over positive *pairs*, not over queries (the same when
     every query has as many positives, e.g. P×K batches or ``labels=arange``); its
     ``NTXentLoss(embeddings, labels)`` on ``cat([q, k])`` is SimCLR's form, which also counts
-    the other queries as negatives. sentence-transformers' ``MultipleNegativesRankingLoss(scale)``
-    is ``temperature=1/scale`` (default 0.05) with hard negatives as a shared bank (every anchor
-    sees every hard negative of the batch), and ``MultipleNegativesSymmetricRankingLoss`` is
-    ``symmetric=True`` without negatives.
+    the other queries as negatives.
+
+    sentence-transformers' ``MultipleNegativesRankingLoss(model, scale)`` (v5/v6; tested
+    against 6.3 to 1e-10, values and gradients, plain and chunked) on ``(anchor, positive,
+    negative_1, ..., negative_n)`` columns is
+    ``info_nce_loss(anchor, positive, temperature=1/scale,
+    negatives=torch.cat([negative_1, ..., negative_n]))``. The conventions: its ``scale`` is
+    ``1/temperature`` (its default 20 is ``temperature=0.05``; losskit's default is 0.07); its
+    default ``similarity_fct=cos_sim`` is ``normalize=True`` (``dot_score`` with ``scale=1`` is
+    ``normalize=False, temperature=1``); its hard negatives are a shared bank: every anchor
+    sees the hard negatives of *every* anchor of the batch (``(M, D)`` here, ``M = n B``),
+    while losskit's ``(N, M, D)`` form, each query only its own negatives, has no MNRL
+    counterpart; ``directions=("query_to_doc", "doc_to_query"),
+    partition_mode="per_direction"`` (the classic ``MultipleNegativesSymmetricRankingLoss``)
+    is ``symmetric=True`` (the positives against every anchor, hard negatives in the
+    query direction only); its ``"query_to_query"``/``"doc_to_doc"`` directions, its
+    ``partition_mode="joint"`` over several directions and its ``hardness_mode`` have no
+    losskit counterpart; it has no labels (a duplicate in the batch is a false negative: it
+    recommends a no-duplicates sampler), where losskit's ``labels`` makes duplicates
+    positives; it returns the mean only. With ``gather_across_devices=True`` it returns each
+    rank's mean over its own anchors and offsets the targets by ``rank × B_local`` (equal
+    local batches assumed); losskit returns the global loss on every rank and takes uneven
+    batches.
     """
     q, k = check_pair("query", query, "key", key)
     temperature = check_temperature("temperature", temperature)
@@ -176,11 +225,6 @@ def info_nce_loss(
             )
     check_group(group)
     chunk = check_chunk_size(chunk_size)
-    if chunk is not None and (labels is not None or negatives is not None):
-        raise ValueError(
-            "chunk_size computes in-batch negatives only: pass labels=None and negatives=None "
-            "with it, or chunk_size=None"
-        )
     reduction = check_reduction(reduction)
     return _INFO_NCE(
         q, k, negatives, temperature, symmetric, labels, normalize, group, chunk, reduction

@@ -11,7 +11,14 @@ from .._dispatch import Backends
 from .._precision import upcast
 from .._reduction import check_reduction
 from . import _dist
-from ._common import check_group, check_labels, check_rows, check_temperature
+from ._blocks import row_losses
+from ._common import (
+    check_chunk_size,
+    check_group,
+    check_labels,
+    check_rows,
+    check_temperature,
+)
 
 __all__ = ["CONTRAST_MODES", "supcon_loss"]
 
@@ -19,7 +26,7 @@ CONTRAST_MODES = ("all", "one")
 
 
 def _supcon_formula(
-    features, labels, temperature, base_temperature, mode, normalize, group, reduction
+    features, labels, temperature, base_temperature, mode, normalize, group, chunk, reduction
 ):
     f = upcast(features)
     if normalize:
@@ -39,23 +46,36 @@ def _supcon_formula(
     views = v if mode == "all" else 1
     anchors = f[:, :views].reshape(-1, d)
     anchor_y = labels.repeat_interleave(views)
+    stride = 1 if mode == "all" else v
     # The anchor's own column (sample offset + i, view w) is neither a positive nor in the
-    # denominator.
-    own = (torch.arange(n, device=f.device)[:, None] + offset) * v
-    own = (own + torch.arange(views, device=f.device)).reshape(-1)
+    # denominator: column offset * V + a for anchor a ("all"), (offset + i) * V ("one").
+    if chunk is None:
+        loss = _plain_rows(anchors, contrast, anchor_y, contrast_y, offset * v, stride, temperature)
+    else:  # block by block; the own column at offset * V + stride * anchor
+        scale = torch.tensor(1.0 / temperature, dtype=f.dtype, device=f.device)
+        loss = row_losses(
+            anchors, contrast, scale, None, offset * v, "supcon", False, chunk,
+            row_y=anchor_y, col_y=contrast_y, stride=stride,
+        )  # fmt: skip
+    loss = loss * (temperature / base_temperature)
+    if mode == "all":
+        loss = loss.reshape(n, views)
+    count = (n if ranks is None else ranks.total) * views
+    return _dist.finish(loss, reduction, ranks, count).to(features.dtype)
+
+
+def _plain_rows(anchors, contrast, anchor_y, contrast_y, own_offset, stride, temperature):
+    """Per-anchor ``LSE_{c != own} s_ac - mean_{p in P(a)} s_ap`` with plain autograd."""
+    own = torch.arange(anchors.shape[0], device=anchors.device) * stride + own_offset
     logits = (anchors @ contrast.T) / temperature
-    cols = torch.arange(contrast.shape[0], device=f.device)
+    cols = torch.arange(contrast.shape[0], device=anchors.device)
     is_self = cols[None, :] == own[:, None]
     positive = (anchor_y[:, None] == contrast_y[None, :]) & ~is_self
     lse = torch.logsumexp(torch.where(is_self, -torch.inf, logits), 1)
     n_pos = positive.sum(1)
     mean_pos = torch.where(positive, logits, 0.0).sum(1) / n_pos.clamp_min(1)
     # Khosla et al.'s code: an anchor without positives has loss 0 (and counts in the mean).
-    loss = torch.where(n_pos > 0, lse - mean_pos, 0.0) * (temperature / base_temperature)
-    if mode == "all":
-        loss = loss.reshape(n, views)
-    count = (n if ranks is None else ranks.total) * views
-    return _dist.finish(loss, reduction, ranks, count).to(features.dtype)
+    return torch.where(n_pos > 0, lse - mean_pos, 0.0)
 
 
 _SUPCON = Backends("supcon_loss", formula=_supcon_formula)
@@ -70,6 +90,7 @@ def supcon_loss(
     contrast_mode: str = "all",
     normalize: bool = True,
     group: dist.ProcessGroup | None = None,
+    chunk_size: int | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
     r"""Supervised contrastive loss: every view of a sample is pulled to all views of its class.
@@ -86,6 +107,11 @@ def supcon_loss(
     (``"one"``); the contrast set is always every view. ``labels=None`` is SimCLR (each sample
     its own class: the positives are its other views).
 
+    Memory: with ``chunk_size=c`` no more than ``c`` anchor rows of the similarity matrix exist
+    at once, in the forward and in the backward, so the batch size is bounded by the features,
+    not by :math:`(NV)^2`; the value and gradients are those of the plain path (float64: to
+    1e-10).
+
     Across ranks every rank computes its anchors against the global contrast set; the value is
     the global loss on every rank and after DDP averaging every rank holds the single-process
     gradient (:mod:`losskit.distributed`'s convention; uneven batches allowed).
@@ -100,6 +126,12 @@ def supcon_loss(
         normalize: L2-normalise the features first (``False``: use them as given, as the
             authors' code, whose model normalises).
         group: the process group (default: the world when one is initialised).
+        chunk_size: anchors per block (an int ``>= 1``), or ``None`` for the plain autograd
+            path. The loss and its gradient are computed ``chunk_size`` anchors at a time
+            against the whole global contrast set, keeping one log-sum-exp per anchor and
+            recomputing each block in the backward (the machinery of :func:`clip_loss`): the
+            largest temporaries are a few ``chunk_size × N_global V`` blocks instead of the
+            ``N V × N_global V`` matrix. First-order only (no double backward).
         reduction: ``"none"`` (``(N, V)`` for ``"all"``, ``(N,)`` for ``"one"``), ``"mean"``
             (over anchors), ``"sum"``.
 
@@ -113,6 +145,7 @@ def supcon_loss(
     Example:
         >>> feats = torch.randn(8, 2, 16, requires_grad=True)  # 8 samples, 2 views
         >>> losskit.contrastive.supcon_loss(feats, torch.tensor([0, 1, 2, 3] * 2)).backward()
+        >>> losskit.contrastive.supcon_loss(feats, None, chunk_size=4).backward()  # SimCLR
 
     References: Khosla et al., "Supervised Contrastive Learning" (NeurIPS 2020), :math:`L^{sup}_{out}`
     and github.com/HobbitLong/SupContrast ``SupConLoss``. pytorch-metric-learning's
@@ -129,9 +162,10 @@ def supcon_loss(
         raise ValueError(f"contrast_mode must be one of {CONTRAST_MODES}, got {contrast_mode!r}")
     normalize = check_bool("normalize", normalize)
     check_group(group)
+    chunk = check_chunk_size(chunk_size)
     reduction = check_reduction(reduction)
     return _SUPCON(
-        f, labels, temperature, base_temperature, contrast_mode, normalize, group, reduction
+        f, labels, temperature, base_temperature, contrast_mode, normalize, group, chunk, reduction
     )
 
 

@@ -198,6 +198,7 @@ class SupConLoss(Loss):
         contrast_mode: str = "all",
         normalize: bool = True,
         group: dist.ProcessGroup | None = None,
+        chunk_size: int | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
@@ -211,6 +212,7 @@ class SupConLoss(Loss):
         self.normalize = check_bool("normalize", normalize)
         check_group(group)
         self.group = group
+        self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return SC.supcon_loss(
@@ -221,5 +223,6 @@ class SupConLoss(Loss):
             contrast_mode=self.contrast_mode,
             normalize=self.normalize,
             group=self.group,
+            chunk_size=self.chunk_size,
             reduction=self.reduction,
         )

@@ -93,6 +93,7 @@ def supcon_loss(
     contrast_mode="all",
     normalize=True,
     group=None,
+    chunk_size=None,
     reduction="mean",
 ):
     """Khosla et al.'s L_out per anchor view; anchors without positives have loss 0."""

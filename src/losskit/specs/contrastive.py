@@ -86,6 +86,50 @@ def _info_nce_samples(g: torch.Generator) -> list[Sample]:
             kwargs={"temperature": 0.3, "chunk_size": 5, "symmetric": True},
             desc="chunked, symmetric",
         ),
+        Sample(
+            args=(q, k),
+            kwargs={
+                "temperature": 0.5,
+                "labels": torch.tensor([0, 0, 0, 1, 2, 2]),
+                "chunk_size": 4,
+            },
+            desc="labels unbalanced, chunked",
+        ),
+        Sample(
+            args=(q, k),
+            kwargs={
+                "temperature": 0.5,
+                "labels": pk,
+                "negatives": randn(g, 6, 2, 4),
+                "symmetric": True,
+                "chunk_size": 4,
+            },
+            desc="labels + per-query negatives, symmetric, chunked",
+        ),
+        Sample(
+            args=(q, k),
+            kwargs={"temperature": 0.4, "negatives": randn(g, 6, 3, 4), "chunk_size": 5},
+            desc="per-query negatives, chunked",
+        ),
+        Sample(
+            args=(q, k),
+            kwargs={
+                "temperature": 0.4,
+                "negatives": randn(g, 5, 4),
+                "symmetric": True,
+                "chunk_size": 4,
+            },
+            desc="shared bank, symmetric, chunked",
+        ),
+        Sample(
+            args=(q, k),
+            kwargs={
+                "temperature": 0.5,
+                "labels": torch.zeros(6, dtype=torch.int64),
+                "chunk_size": 4,
+            },
+            desc="one label: no negative, chunked",
+        ),
     ]
 
 
@@ -133,9 +177,17 @@ def _info_nce_errors() -> list[ErrorCase]:
         ),
         ErrorCase(
             args=(q, k),
-            kwargs={"labels": torch.arange(4), "chunk_size": 2},
+            kwargs={"labels": torch.arange(4), "chunk_size": 0},
             error=ValueError,
-            match=r"chunk_size computes in-batch negatives only",
+            match=r"chunk_size must be >= 1 \(rows per block\), got 0",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(q, k),
+            kwargs={"negatives": torch.randn(5, 3), "chunk_size": 2.5},
+            error=TypeError,
+            match=r"chunk_size must be an int or None, got float",
+            in_constructor=True,
         ),
         ErrorCase(
             args=(q, k),
@@ -160,7 +212,12 @@ register(
         grad_args=(0, 1),
         random_sample=lambda g, n, c: Sample(
             args=(randn(g, n, 3), randn(g, n, 3)),
-            kwargs={"temperature": 0.3, "labels": randint(g, c, n)},
+            # odd n: block by block (c rows per block), even n: the plain path
+            kwargs={
+                "temperature": 0.3,
+                "labels": randint(g, c, n),
+                "chunk_size": (n % 2) * c or None,
+            },
             desc=f"random n={n} c={c}",
         ),
     )
@@ -188,6 +245,20 @@ def _supcon_samples(g: torch.Generator) -> list[Sample]:
             args=(randn(g, 4, 3, 3), torch.tensor([0, 0, 1, 1])),
             kwargs={"temperature": 0.7, "normalize": False},
             desc="3 views, unnormalised",
+        ),
+        Sample(args=(f, y), kwargs={"temperature": 0.5, "chunk_size": 5}, desc="chunked"),
+        Sample(
+            args=(f, None), kwargs={"temperature": 0.5, "chunk_size": 4}, desc="SimCLR, chunked"
+        ),
+        Sample(
+            args=(f, y),
+            kwargs={"temperature": 0.5, "contrast_mode": "one", "chunk_size": 4},
+            desc="contrast one, chunked",
+        ),
+        Sample(
+            args=(randn(g, 5, 1, 3), torch.tensor([0, 1, 1, 2, 3])),
+            kwargs={"temperature": 0.4, "chunk_size": 2},
+            desc="one view, singleton classes, chunked",
         ),
     ]
 
@@ -224,6 +295,20 @@ def _supcon_errors() -> list[ErrorCase]:
             match=r"base_temperature must be a finite number > 0, got -1\.0",
             in_constructor=True,
         ),
+        ErrorCase(
+            args=(f, y),
+            kwargs={"chunk_size": -3},
+            error=ValueError,
+            match=r"chunk_size must be >= 1 \(rows per block\), got -3",
+            in_constructor=True,
+        ),
+        ErrorCase(
+            args=(f, y),
+            kwargs={"chunk_size": True},
+            error=TypeError,
+            match=r"chunk_size must be an int or None, got bool",
+            in_constructor=True,
+        ),
     ]
 
 
@@ -238,7 +323,8 @@ register(
         samples=_supcon_samples,
         error_cases=_supcon_errors,
         random_sample=lambda g, n, c: Sample(
-            args=(randn(g, n, 2, 3), randint(g, c, n)), kwargs={"temperature": 0.5}
+            args=(randn(g, n, 2, 3), randint(g, c, n)),
+            kwargs={"temperature": 0.5, "chunk_size": (n % 2) * c or None},
         ),
     )
 )
