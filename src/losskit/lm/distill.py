@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from .._autograd import first_order_only, functorch_active
+from .._autograd import detach_unless_grad, first_order_only, functorch_active
 from .._checks import (
     check_class_indices,
     check_floating,
@@ -22,6 +21,7 @@ from .._checks import (
     check_same_device,
     check_tensor,
 )
+from .._chunked_linear import MIN_CHUNKS, _is_one, default_chunk_bytes
 from .._dispatch import Backends
 from .._precision import compute_dtype
 from .._reduction import check_reduction
@@ -31,10 +31,15 @@ from .preference import check_choice
 __all__ = ["linear_distillation_loss", "topk_distillation_loss"]
 
 DIVERGENCES = ("kl", "reverse_kl", "jsd", "tvd")
-# Logits per row block (rows x V) of each model: 2 MB of float32. A block holds about ten such
-# buffers (both models' logits, log-probabilities, probabilities, the gradient); small blocks keep
-# the extra memory near the weight gradient's, at the price of one weight-gradient update each.
-_BLOCK_ELEMENTS = 1 << 19
+# Bytes of one block: both models' logits for its rows and the elementwise scratch buffers (None:
+# the linear cross entropy's chunk budget, 32 MiB on the CPU: 120 rows at V = 32768). The matrix
+# products run on whole blocks: every product repacks the whole weight, so thin ones are slow
+# (the products of 16-row blocks took 2.5x the time of 128-row ones), and each block adds into
+# the weight gradient once. The elementwise work runs on sub-blocks of the block, with scratch buffers of
+# _SUB_BYTES each (two to four of them) that stay in cache. Measured in
+# benchmarks/bench_distill_cpu.py.
+_BLOCK_BYTES: int | None = None
+_SUB_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------- one block of rows
@@ -127,24 +132,186 @@ def _block(
     return rows, grad * keep.unsqueeze(1)
 
 
-# ---------------------------------------------------------------- the chunked Function
+# ---------------------------------------------------------------- one sub-block, in place
 
 
-def _teacher_block(teacher: tuple[torch.Tensor, torch.Tensor], topk: bool, r0: int, r1: int):
-    """``(teacher_logits,)`` of rows ``r0:r1`` (made here), or ``(topk_logprobs, topk_ids)``."""
-    a, b = teacher
-    if topk:
-        return a[r0:r1], b[r0:r1]
-    with torch.no_grad():
-        return (F.linear(a[r0:r1], b),)
+def _rowdot(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(1)``, the product written into the scratch buffer ``out`` (``bmm`` of rows
+    is 8x slower on the CPU)."""
+    return torch.mul(a, b, out=out).sum(1)
 
 
-def _student_block(x: torch.Tensor, w: torch.Tensor | None, r0: int, r1: int) -> torch.Tensor:
-    return x[r0:r1] if w is None else F.linear(x[r0:r1], w)
+def _full_sub(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    y: torch.Tensor | None,
+    c: torch.Tensor | None,
+    work: tuple[torch.Tensor, ...],
+    divergence: str,
+    beta: float,
+    temperature: float,
+    hard_weight: float,
+) -> torch.Tensor:
+    """Row losses of full-vocabulary logits ``a`` (student) and ``b`` (teacher).
+
+    Both are the pass's own buffers and are overwritten; ``work`` holds two (three for ``jsd``,
+    one more with the hard term) scratch buffers of the same shape. With ``c`` (per-row upstream
+    gradient, ignored rows 0) ``a`` ends holding ``c * d row / d z_s``: every step writes into
+    these buffers, so a sub-block allocates nothing of its size.
+    """
+    w1, w2 = work[0], work[1]
+    hard = None
+    if hard_weight > 0.0:  # the cross entropy at temperature 1, and its gradient into work[-1]
+        h = torch.log_softmax(a, 1, out=work[-1])
+        hard = -h.gather(1, y.unsqueeze(1)).squeeze(1)
+        if c is not None:
+            ch = (c * hard_weight).unsqueeze(1)
+            h.exp_().mul_(ch).scatter_add_(1, y.unsqueeze(1), -ch)
+    if temperature != 1.0:
+        a.div_(temperature)
+        b.div_(temperature)
+    ls = torch.log_softmax(a, 1, out=w1)
+    lt = torch.log_softmax(b, 1, out=w2)
+    # g: the factor of dD/du (u = z_s / T) in the gradient with respect to z_s.
+    g = None if c is None else (c * ((1.0 - hard_weight) / temperature)).unsqueeze(1)
+    if divergence == "kl":  # sum t (lt - ls); dD/du = s - t
+        t = torch.exp(lt, out=b)
+        rows = _rowdot(t, lt.sub_(ls), out=w2)
+        if g is not None:
+            torch.exp(ls, out=a).sub_(t).mul_(g)
+    elif divergence == "reverse_kl":  # sum s (ls - lt); dD/du = s (ls - lt - D)
+        s = torch.exp(ls, out=a)
+        d = ls.sub_(lt)
+        rows = _rowdot(s, d, out=w2)
+        if g is not None:
+            s.mul_(d.sub_(rows.unsqueeze(1))).mul_(g)
+    elif divergence == "tvd":  # sum |s - t| / 2; dD/du = s (sign(s - t) - <s, sign(s - t)>) / 2
+        s, t = torch.exp(ls, out=a), torch.exp(lt, out=b)
+        diff = t.sub_(s)  # t - s
+        rows = 0.5 * torch.abs(diff, out=w2).sum(1)
+        if g is not None:
+            sg = torch.sign(diff, out=w1)  # sign(t - s)
+            s.mul_(sg.sub_(_rowdot(s, sg, out=w2).unsqueeze(1))).mul_(-0.5 * g)
+    else:  # jsd, m = beta t + (1 - beta) s; dD/du = (1 - beta) s (log(s/m) - <s, log(s/m)>)
+        lb, l1b = math.log(beta), math.log1p(-beta)
+        s, t = torch.exp(ls, out=a), torch.exp(lt, out=b)
+        lt.add_(lb - l1b)
+        lm = torch.logaddexp(ls, lt, out=work[2])  # log(m / (1 - beta))
+        ds, dt = ls.sub_(lm), lt.sub_(lm)  # log((1 - beta) s / m), log(beta t / m)
+        tv = _rowdot(t, dt, out=work[2])
+        sv = _rowdot(s, ds, out=w2)
+        rows = beta * (tv - lb) + (1.0 - beta) * (sv - l1b)
+        if g is not None:
+            s.mul_(ds.sub_(sv.unsqueeze(1))).mul_((1.0 - beta) * g)
+    if hard is not None:
+        rows = (1.0 - hard_weight) * rows + hard_weight * hard
+        if c is not None:
+            a.add_(work[-1])
+    return rows
+
+
+def _topk_sub(
+    a: torch.Tensor,
+    teacher: tuple[torch.Tensor, torch.Tensor],
+    keep: torch.Tensor,
+    c: torch.Tensor | None,
+    divergence: str,
+    beta: float,
+    temperature: float,
+) -> torch.Tensor:
+    """Row losses against top-k teacher buckets; with ``c``, ``a`` ends holding the gradient."""
+    rows, grad = _block(a, teacher, True, None, keep, divergence, beta, temperature, 0.0,
+                        c is not None)  # fmt: skip
+    if c is not None:
+        torch.mul(grad, c.unsqueeze(1), out=a)
+    return rows
+
+
+# ---------------------------------------------------------------- the pass over the blocks
+
+
+def _logits(x: torch.Tensor, w: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` (or ``x`` itself, copied) written into ``out``, the pass's block buffer."""
+    if w is None:
+        return out.copy_(x)
+    if x.dtype == out.dtype:
+        return torch.mm(x, w.t(), out=out)
+    return out.copy_(torch.mm(x, w.t()))  # half inputs: the product in their dtype, as autocast
+
+
+def _pass(
+    x: torch.Tensor,
+    w: torch.Tensor | None,
+    t0: torch.Tensor,
+    t1: torch.Tensor,
+    y: torch.Tensor | None,
+    keep: torch.Tensor,
+    opts: tuple,
+    coef: torch.Tensor | None,
+    want: tuple[bool, bool],
+    want_loss: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """One pass over the row blocks: the row losses (if ``want_loss``) and, given ``coef`` (a
+    scalar or one value per row), the gradients in ``want`` (of ``x``, ``w``) of
+    ``sum(coef * rows)``.
+
+    A block's logits are written by the matrix products into two buffers made once for the
+    pass (student, teacher); the elementwise work runs on sub-blocks of them with scratch
+    buffers of a sub-block's size, and leaves the logits' gradient in the student's buffer, which
+    is multiplied at once into the gradient of ``x`` (its rows) and added into that of ``w``.
+    """
+    topk, divergence, beta, temperature, hard_weight, _, rows_per, sub_rows = opts
+    n = x.shape[0]
+    vocab = x.shape[1] if w is None else w.shape[0]
+    acc = compute_dtype(x.dtype)
+    dev = x.device
+    if coef is None:
+        want = (False, False)
+    gx = torch.empty(x.shape, dtype=x.dtype, device=dev) if want[0] else None
+    # float32 accumulation for half weights; written by the first block's product (beta=0).
+    gw = torch.empty(w.shape, dtype=acc, device=dev) if want[1] else None
+    if n == 0:
+        if gw is not None:
+            gw.zero_()
+        return (torch.empty(0, dtype=acc, device=dev) if want_loss else None), gx, gw
+    rows_out = torch.empty(n, dtype=acc, device=dev) if want_loss else None
+    if coef is not None:
+        coef = coef.to(acc)
+    per_row = coef is not None and coef.dim() > 0
+    sa = torch.empty((min(rows_per, n), vocab), dtype=acc, device=dev)
+    sb = None if topk else torch.empty_like(sa)
+    n_work = 2 + (divergence == "jsd") + (hard_weight > 0.0)
+    sub = min(sub_rows, sa.shape[0])
+    work = () if topk else tuple(torch.empty((sub, vocab), dtype=acc, device=dev)
+                                  for _ in range(n_work))  # fmt: skip
+    for r0 in range(0, n, rows_per):
+        r1 = min(r0 + rows_per, n)
+        a = _logits(x[r0:r1], w, sa[: r1 - r0])
+        b = None if topk else _logits(t0[r0:r1], t1, sb[: r1 - r0])
+        for i0 in range(r0, r1, sub):
+            i1 = min(i0 + sub, r1)
+            ai = a[i0 - r0 : i1 - r0]
+            c = None
+            if coef is not None:
+                c = torch.where(keep[i0:i1], coef[i0:i1] if per_row else coef, 0.0)
+            if topk:
+                rows = _topk_sub(ai, (t0[i0:i1], t1[i0:i1]), keep[i0:i1], c, divergence, beta,
+                                 temperature)  # fmt: skip
+            else:
+                rows = _full_sub(
+                    ai, b[i0 - r0 : i1 - r0], None if y is None else y[i0:i1], c,
+                    tuple(t[: i1 - i0] for t in work), divergence, beta, temperature,
+                    hard_weight,
+                )  # fmt: skip
+            if rows_out is not None:
+                rows_out[i0:i1] = torch.where(keep[i0:i1], rows, 0.0)
+        if any(want):
+            _accumulate(a, x[r0:r1], w, gx, gw, r0, r1)
+    return rows_out, gx, gw
 
 
 def _accumulate(
-    grad: torch.Tensor,
+    g: torch.Tensor,
     xr: torch.Tensor,
     w: torch.Tensor | None,
     gx: torch.Tensor | None,
@@ -152,27 +319,31 @@ def _accumulate(
     r0: int,
     r1: int,
 ) -> None:
+    """Multiply one block's logits gradient ``g`` into the gradients of ``x`` and ``w``."""
     if w is None:  # x are the student's logits themselves
         if gx is not None:
-            gx[r0:r1] = grad
+            gx[r0:r1].copy_(g)
         return
-    g = grad.to(xr.dtype)
     if gx is not None:
-        gx[r0:r1] = g @ w
+        if g.dtype == gx.dtype:
+            torch.mm(g, w, out=gx[r0:r1])
+        else:  # half inputs: the product in their dtype
+            gx[r0:r1].copy_(g.to(w.dtype) @ w)
     if gw is None:
         return
-    if g.dtype == gw.dtype:
-        gw.addmm_(g.t(), xr)  # in place: no weight-sized temporary
-    else:  # half-precision inputs: the product in their dtype, accumulated in float32
-        gw += (g.t() @ xr).to(gw.dtype)
+    if xr.dtype == gw.dtype:
+        gw.addmm_(g.t(), xr, beta=0.0 if r0 == 0 else 1.0)  # in place: no weight-sized temporary
+    else:  # half inputs: the product in float32 (addmm_ cannot mix dtypes)
+        gw.addmm_(g.t(), xr.to(gw.dtype), beta=0.0 if r0 == 0 else 1.0)
 
 
 class _DistillFunction(torch.autograd.Function):
     """Row-blocked distillation with gradients for the student's input (and weight).
 
     ``x`` is the student's hidden states with ``w`` its weight, or its logits with ``w`` None.
-    For ``mean``/``sum`` the gradients are computed in the forward (no recomputation); for
-    ``none`` the backward makes each block again."""
+    For ``mean``/``sum`` the gradients are computed in the forward, in the pass that computes the
+    loss (no recomputation); for ``none`` (or a second backward with ``retain_graph``) the
+    backward makes each block again. The teacher (``t0``, ``t1``) gets no gradient."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -183,68 +354,44 @@ class _DistillFunction(torch.autograd.Function):
         t1: torch.Tensor,
         y: torch.Tensor | None,
         keep: torch.Tensor,
-        opts: tuple[bool, str, float, float, float, str, int],
+        opts: tuple,
     ) -> torch.Tensor:
-        topk, divergence, beta, temperature, hard_weight, reduction, rows_per = opts
-        n = x.shape[0]
-        dtype = compute_dtype(x.dtype)
+        reduction = opts[5]
         needs = ctx.needs_input_grad
-        fused = reduction != "none" and (needs[0] or needs[1])
-        count = keep.sum().to(dtype)
-        scale = 1.0 / count if reduction == "mean" else count.new_ones(())
-        gx = torch.zeros(x.shape, dtype=dtype, device=x.device) if fused and needs[0] else None
-        gw = torch.zeros(w.shape, dtype=dtype, device=x.device) if fused and needs[1] else None
-        out = torch.empty(n, dtype=dtype, device=x.device)
-        for r0 in range(0, n, rows_per):
-            r1 = min(r0 + rows_per, n)
-            rows, grad = _block(
-                _student_block(x, w, r0, r1), _teacher_block((t0, t1), topk, r0, r1), topk,
-                None if y is None else y[r0:r1], keep[r0:r1], divergence, beta, temperature,
-                hard_weight, fused,
-            )  # fmt: skip
-            out[r0:r1] = rows
-            if fused:
-                _accumulate(grad * scale, x[r0:r1], w, gx, gw, r0, r1)
-            del rows, grad
-        ctx.fused, ctx.x_dtype = fused, x.dtype
+        want = (bool(needs[0]), w is not None and bool(needs[1]))
+        count = keep.sum().to(compute_dtype(x.dtype))
+        # 0 where nothing is kept: those rows' gradients are 0 (0 * inf would be NaN).
+        scale = torch.where(count != 0, 1.0 / count, 0.0) if reduction == "mean" else None
+        fused = reduction != "none" and any(want)
+        coef = None
+        if fused:
+            coef = count.new_ones(()) if scale is None else scale
+        rows, gx, gw = _pass(x, w, t0, t1, y, keep, opts, coef, want if fused else (False, False))
         ctx.save_for_backward(x, w, t0, t1, y, keep, scale)
-        ctx.opts = opts
+        ctx.opts, ctx.want = opts, want
+        ctx.grads = (gx, gw) if fused else None
         if reduction == "none":
-            return out
-        ctx.grads = (gx, gw)
-        total = out.sum()
+            return rows
+        total = rows.sum()
         return total / count if reduction == "mean" else total
 
     @staticmethod
     @first_order_only("linear_distillation_loss", "no double backward through the blocks")
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        none = (None,) * 5
-        if ctx.fused and ctx.grads is not None:
-            # The gradients made in the forward, scaled in place (a copy would double the
-            # weight-sized buffer); a second backward (retain_graph) recomputes below.
-            gx, gw = ctx.grads
-            ctx.grads = None
-            go = grad_out.to(gx.dtype if gx is not None else gw.dtype)
-            scaled = tuple(None if g is None else g.mul_(go).to(ctx.x_dtype) for g in (gx, gw))
-            return scaled + none
         x, w, t0, t1, y, keep, scale = ctx.saved_tensors
-        topk, divergence, beta, temperature, hard_weight, reduction, rows_per = ctx.opts
-        if reduction != "none":  # one upstream value for the (scaled) sum of the rows
-            grad_out = (grad_out * scale).expand(x.shape[0])
-        needs = ctx.needs_input_grad
-        dtype = compute_dtype(x.dtype)
-        gx = torch.zeros(x.shape, dtype=dtype, device=x.device) if needs[0] else None
-        gw = torch.zeros(w.shape, dtype=dtype, device=x.device) if needs[1] else None
-        go = grad_out.to(dtype)
-        for r0 in range(0, x.shape[0], rows_per):
-            r1 = min(r0 + rows_per, x.shape[0])
-            _, grad = _block(
-                _student_block(x, w, r0, r1), _teacher_block((t0, t1), topk, r0, r1), topk,
-                None if y is None else y[r0:r1], keep[r0:r1], divergence, beta, temperature,
-                hard_weight, True,
-            )  # fmt: skip
-            _accumulate(grad * go[r0:r1].unsqueeze(1), x[r0:r1], w, gx, gw, r0, r1)
-        return tuple(None if g is None else g.to(ctx.x_dtype) for g in (gx, gw)) + none
+        go = grad_out.to(compute_dtype(x.dtype))
+        grads, ctx.grads = ctx.grads, None  # handed over once; a second backward recomputes
+        if grads is None:
+            coef = go if scale is None else go * scale
+            _, gx, gw = _pass(x, w, t0, t1, y, keep, ctx.opts, coef, ctx.want, want_loss=False)
+        else:  # made in the forward; scaled in place (a copy would double the weight gradient)
+            gx, gw = grads
+            if not _is_one(go):
+                for g in (gx, gw):
+                    if g is not None:
+                        g.mul_(go.to(g.dtype))
+        gw = None if gw is None else gw.to(w.dtype)
+        return (gx, gw) + (None,) * 5
 
 
 def _plain(
@@ -257,12 +404,10 @@ def _plain(
     opts: tuple[bool, str, float, float, float, str, int],
 ) -> torch.Tensor:
     """Unblocked, through autograd: under torch.func transforms (no custom Function there)."""
-    topk, divergence, beta, temperature, hard_weight, reduction, _ = opts
-    n = x.shape[0]
-    rows, _ = _block(
-        _student_block(x, w, 0, n), _teacher_block((t0, t1), topk, 0, n), topk, y, keep,
-        divergence, beta, temperature, hard_weight, False,
-    )  # fmt: skip
+    topk, divergence, beta, temperature, hard_weight, reduction, *_ = opts
+    zs = x if w is None else x @ w.t()
+    teacher = (t0, t1) if topk else (t0 @ t1.t(),)  # detached: a constant
+    rows, _ = _block(zs, teacher, topk, y, keep, divergence, beta, temperature, hard_weight, False)
     return _reduce(rows, keep, reduction)
 
 
@@ -284,6 +429,10 @@ def _blocked(
 ) -> torch.Tensor:
     if functorch_active():
         return _plain(x, w, t0, t1, y, keep, opts)
+    # Detached unless autograd tracks them: under no_grad, or with a frozen student weight, the
+    # pass then computes no gradient (and skips that matrix product).
+    x = detach_unless_grad(x)
+    w = None if w is None else detach_unless_grad(w)
     return _DistillFunction.apply(x, w, t0, t1, y, keep, opts)
 
 
@@ -319,8 +468,20 @@ def _check_labels(
     return labels
 
 
-def _rows_per_block(vocab: int) -> int:
-    return max(1, _BLOCK_ELEMENTS // max(vocab, 1))
+def _block_rows(
+    n: int, vocab: int, dtypes: tuple[torch.dtype, ...], n_scratch: int, device: torch.device
+) -> tuple[int, int]:
+    """Rows of one block and of one sub-block: the block's logits (one float32-or-wider buffer
+    per entry of ``dtypes``, plus the copy a half-precision product makes) and ``n_scratch``
+    sub-block buffers within the byte budget (at least one row each)."""
+    acc = compute_dtype(dtypes[0]).itemsize
+    cols = max(vocab, 1)
+    sub = max(1, _SUB_BYTES // (cols * acc))
+    budget = _BLOCK_BYTES if _BLOCK_BYTES is not None else default_chunk_bytes(device)
+    per_row = cols * sum(acc + (d.itemsize if d.itemsize < acc else 0) for d in dtypes)
+    rows = (budget - n_scratch * sub * cols * acc) // per_row
+    rows = max(1, min(rows, -(-max(n, 1) // MIN_CHUNKS)))
+    return rows, min(sub, rows)
 
 
 def _finish(
@@ -382,10 +543,13 @@ def linear_distillation_loss(
     with :math:`\alpha` = ``hard_weight`` (the cross entropy at temperature 1 against
     ``labels``; nothing is mixed in unless asked: ``hard_weight=0`` is the pure soft loss).
 
-    The logits are made a block of about 512K per model at a time (2 MB of float32), so
-    neither model's ``N x V`` logits exist; the teacher is a constant (no gradient). For ``mean``
-    and ``sum`` the student's gradients are computed in the forward (no recomputation); with
-    ``none`` the backward makes the blocks again.
+    The logits are made a block of rows at a time, both models' blocks within 32 MiB on the CPU
+    (120 rows at V = 32768; 512 MiB on CUDA), so neither model's ``N x V`` logits exist: the
+    extra memory is the student's gradients and one block. The teacher is a constant (no
+    gradient, even if its tensors require one); a student weight that requires no gradient
+    (frozen) skips its product. For ``mean`` and ``sum`` the student's gradients are computed in
+    the forward, in the same pass as the loss (no recomputation); with ``none`` the backward
+    makes the blocks again.
 
     Args:
         student_hidden: ``(..., H_s)``; gradient flows here.
@@ -454,8 +618,9 @@ def linear_distillation_loss(
     reduction = check_reduction(reduction)
     lead = tuple(xs.shape[:-1])
     labels = _check_labels(labels, lead, xs, ws.shape[0], ignore_index)
-    opts = (False, divergence, beta, temperature, hard_weight, reduction,
-            _rows_per_block(ws.shape[0]))  # fmt: skip
+    scratch = 2 + (divergence == "jsd") + (hard_weight > 0.0)
+    blocks = _block_rows(math.prod(lead), ws.shape[0], (xs.dtype, xt.dtype), scratch, xs.device)
+    opts = (False, divergence, beta, temperature, hard_weight, reduction, *blocks)
     return _finish(
         _LINEAR_DISTILL, xs.reshape(-1, xs.shape[-1]), ws, xt.reshape(-1, xt.shape[-1]).detach(),
         wt.detach(), labels, lead, opts, ignore_index, xs.dtype,
@@ -493,9 +658,8 @@ def topk_distillation_loss(
     and "every other token" as one bucket. The teacher's buckets are
     :math:`t_j = e^{\ell_j}` (its log-probabilities as given) and :math:`t_{rest} = \max(0, 1 -
     \sum_j t_j)`; the student's are its softmax :math:`s = \mathrm{softmax}(z / T)` at those
-    tokens and :math:`s_{rest} = \sum_{v
-    otin \text{top-}k} s_v` (a log-sum-exp, no
-    cancellation). The divergence (as :func:`linear_distillation_loss`: ``kl`` is
+    tokens and :math:`s_{rest} = \sum_{v \notin \text{top-}k} s_v` (a
+    log-sum-exp, no cancellation). The divergence (as :func:`linear_distillation_loss`: ``kl`` is
     :math:`\mathrm{KL}(t\|s)`, ...) is taken between these two :math:`(k+1)`-bucket distributions.
     With the tail bucket the loss is a true divergence (0 only when the student matches the
     teacher's top-k and their total), unlike renormalising the top-k alone, which ignores how much
@@ -565,7 +729,10 @@ def topk_distillation_loss(
     reduction = check_reduction(reduction)
     labels = _check_labels(labels, lead, x, vocab, ignore_index)
     k = lt.shape[-1]
-    opts = (True, divergence, beta, temperature, 0.0, reduction, _rows_per_block(vocab))
+    # Given logits are copied into the block (no product); _block's temporaries: about eight.
+    dtypes = (x.dtype if w is not None else compute_dtype(x.dtype),)
+    blocks = _block_rows(math.prod(lead), vocab, dtypes, 8, x.device)
+    opts = (True, divergence, beta, temperature, 0.0, reduction, *blocks)
     return _finish(
         _TOPK_DISTILL, x.reshape(-1, x.shape[-1]), w, lt.reshape(-1, k).detach(),
         ids.reshape(-1, k).long(), labels, lead, opts, ignore_index, x.dtype,
