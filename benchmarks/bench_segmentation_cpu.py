@@ -12,15 +12,17 @@ Cases, at ``(N, C, H, W) = (8, 4, 256, 256)`` float32 logits and class-index tar
 Each contender is called exactly as a user calls it (the public function or Module). Before
 timing, the script checks that the paired calls give the same value. The contenders run
 interleaved in one process (A B C A B C ...), each round timing one forward + backward, and the
-whole measurement is done twice ("run 1", "run 2") so that a disturbance by other processes on a
-shared machine shows as a disagreement between the runs. Reported: the median per contender.
+whole measurement is done twice, in two separate processes ("run 1", "run 2"), so that a
+disturbance by other processes on a shared machine shows as a disagreement between the runs.
+Reported: the median per contender, and its ratio to the losskit contender of its group.
 
 Peers are optional and installed without dependencies (they must not replace torch)::
 
     pip install --no-deps monai segmentation-models-pytorch
 
-Usage: ``python benchmarks/bench_segmentation_cpu.py [--rounds 21] [--cases dice lovasz]``; the table is printed and
-written to ``benchmarks/results/segmentation_cpu.md``.
+Usage: ``python benchmarks/bench_segmentation_cpu.py [--rounds 21] [--cases dice lovasz]``
+(on a shared machine under the CPU lock: ``flock /tmp/cpu.lock python ...``); the table is printed
+and written to ``benchmarks/results/segmentation_cpu.md``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -148,6 +152,27 @@ def measure(fns, x0, y, rounds: int) -> dict[str, float]:
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
+def child(args) -> None:
+    """One run: every case measured in this process; medians printed as JSON."""
+    x, y = inputs()
+    out = {}
+    for case in args.cases:
+        fns = contenders(case)
+        check_agreement(fns, x, y)
+        out[case] = {
+            "times": measure(fns, x, y, args.rounds),
+            "groups": {name: group for name, (group, _) in fns.items()},
+        }
+    print(json.dumps(out))
+
+
+def ratio(results: dict, case: str, name: str) -> str:
+    """``time / time of the first (losskit) contender of the group``, e.g. ``1.00`` for itself."""
+    groups = results[case]["groups"]
+    first = next(n for n, g in groups.items() if g == groups[name])
+    return f"{results[case]['times'][name] / results[case]['times'][first]:.2f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
@@ -155,24 +180,36 @@ def main(argv: list[str] | None = None) -> None:
         "--cases", nargs="+", choices=("dice", "lovasz"), default=["dice", "lovasz"]
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "segmentation_cpu.md")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    x, y = inputs()
+    if args.child:
+        child(args)
+        return
+    load = os.getloadavg()[0]
+    cmd = [sys.executable, __file__, "--child", "--rounds", str(args.rounds), "--cases"]
+    runs = [
+        json.loads(
+            subprocess.run(cmd + args.cases, capture_output=True, text=True, check=True).stdout
+        )
+        for _ in range(2)
+    ]
     lines = [
         f"# Segmentation losses, CPU, forward + backward, {SHAPE} float32",
         "",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-        f"load average {os.getloadavg()[0]:.1f} at the start (a shared machine: compare the two runs).",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f} at the start; {args.rounds} interleaved "
+        "rounds per run, median; each run a separate process. Ratio: time / the first (losskit) "
+        "contender of its group (> 1: slower than losskit).",
         "",
-        "| case | contender | run 1 (ms) | run 2 (ms) |",
-        "|---|---|---|---|",
+        "| case | contender | run 1 (ms) | run 2 (ms) | ratio run 1 | ratio run 2 |",
+        "|---|---|---|---|---|---|",
     ]
     for case in args.cases:
-        fns = contenders(case)
-        check_agreement(fns, x, y)
-        run1 = measure(fns, x, y, args.rounds)
-        run2 = measure(fns, x, y, args.rounds)
-        for name in fns:
-            lines.append(f"| {case} | {name} | {run1[name]:.1f} | {run2[name]:.1f} |")
+        for name in runs[0][case]["times"]:
+            t1, t2 = (r[case]["times"][name] for r in runs)
+            r1, r2 = (ratio(r, case, name) for r in runs)
+            lines.append(f"| {case} | {name} | {t1:.1f} | {t2:.1f} | {r1} | {r2} |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

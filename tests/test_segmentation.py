@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 
 import losskit
 from losskit import reference as R
@@ -68,6 +69,69 @@ def test_ignored_pixels_have_exactly_zero_effect_on_value_and_gradient(
     assert torch.equal(a.grad, b.grad)
     assert not a.grad[ignored.unsqueeze(1).expand_as(a)].any()
     assert a.grad[~ignored.unsqueeze(1).expand_as(a)].abs().sum() > 0
+
+
+# The overlap losses' eager CPU path for index targets has a hand-written backward and jvp.
+OVERLAP_LOSSES = [
+    (S.dice_loss, {}),
+    (S.dice_loss, {"squared_pred": True, "include_background": False}),
+    (S.jaccard_loss, {"batch_dice": True}),
+    (S.tversky_loss, {"alpha": 0.3, "beta": 0.7}),
+    (S.generalized_dice_loss, {}),
+]
+OVERLAP_IDS = [f"{f.__name__}-{'-'.join(map(str, kw)) or 'defaults'}" for f, kw in OVERLAP_LOSSES]
+
+
+# torch's forward-mode AD loads decompositions with torch.jit.script, which warns.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("ignore_index", [None, 1, 255])
+@pytest.mark.parametrize(("fn", "kwargs"), OVERLAP_LOSSES, ids=OVERLAP_IDS)
+def test_index_target_overlap_derivatives_match_finite_differences(fn, kwargs, ignore_index):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 2, 3, generator=g, dtype=F64, requires_grad=True)
+    target = torch.randint(3, (2, 2, 3), generator=g)
+    if ignore_index is not None:
+        target[:, 0, :2] = ignore_index
+
+    def loss(a):
+        return fn(a, target, ignore_index=ignore_index, **kwargs)
+
+    # Reverse mode, forward mode and the double backward (create_graph=True).
+    assert torch.autograd.gradcheck(loss, (x,), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(loss, (x,))
+    # Forward mode on an input that requires grad (the hand-written Function's jvp).
+    tangent = torch.randn(x.shape, generator=g, dtype=F64)
+    with fwAD.dual_level():
+        jvp = fwAD.unpack_dual(loss(fwAD.make_dual(x, tangent))).tangent
+    with torch.no_grad():
+        fd = (loss(x + 1e-6 * tangent) - loss(x - 1e-6 * tangent)) / 2e-6
+    torch.testing.assert_close(jvp, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("bad", "ignore_index"), [(3, None), (-1, None), (3, 255), (9, 255), (-2, 1)]
+)
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_an_index_target_out_of_range_raises_index_error_naming_it(bad, ignore_index, grad):
+    x = torch.randn(2, 3, 4, 4, requires_grad=grad)
+    target = torch.randint(3, (2, 4, 4))
+    target[1, 2, 3] = bad
+    for fn in (S.dice_loss, S.jaccard_loss, S.tversky_loss, S.generalized_dice_loss):
+        with pytest.raises(IndexError, match=rf"Target {bad} is out of bounds"):
+            fn(x, target, ignore_index=ignore_index)
+
+
+def test_ignored_pixels_with_non_finite_logits_leave_the_overlap_value_unchanged():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 4, 4, generator=g)
+    target = torch.randint(3, (2, 4, 4), generator=g)
+    target[0, :2] = 255
+    bad = x.clone()
+    bad[0, :, :2] = torch.tensor([float("inf"), float("nan"), -float("inf")]).view(3, 1, 1)
+    for fn in (S.dice_loss, S.jaccard_loss, S.tversky_loss, S.generalized_dice_loss):
+        for kwargs in ({}, {"squared_pred": True}) if fn is S.dice_loss else ({},):
+            expected = fn(x, target, ignore_index=255, **kwargs)
+            assert torch.equal(fn(bad, target, ignore_index=255, **kwargs), expected)
 
 
 def test_float16_dice_at_512x512_is_finite_and_float32_accurate():

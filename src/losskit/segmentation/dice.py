@@ -10,7 +10,6 @@ from .._precision import upcast
 from ._contract import (
     Seg,
     activate,
-    check_counts,
     check_seg,
     check_smooth_eps,
     class_probs,
@@ -18,6 +17,7 @@ from ._contract import (
     reduce_classes,
 )
 from ._contract import sum_dims as _dims
+from ._overlap import index_overlap_sums
 
 __all__ = ["dice_loss", "generalized_dice_loss", "jaccard_loss"]
 
@@ -58,28 +58,12 @@ def overlap_sums(
 
 
 def _index_sums(input, target, seg, batch_dice, squared_pred):
-    """The sums for class-index targets from a boolean one-hot (never a float one): ``I_c`` sums
-    ``p`` where the pixel's class is ``c`` (``torch.where``), ``T_c`` counts those pixels. An
-    ignored index matches no class, and its pixel's ``p`` is zeroed before ``P`` is summed."""
+    """The sums for class-index targets (:mod:`._overlap`: never a float one-hot); an ignored
+    pixel is in none of them."""
     x = upcast(input)
     n, c = x.shape[0], x.shape[1]
     p = activate(x, seg.activation).reshape(n, c, -1)
-    y = target.reshape(n, 1, -1)
-    hot = y == torch.arange(c, device=y.device).view(1, c, 1)
-    kept: torch.Tensor | int = y.numel()
-    if seg.ignore_index is not None:
-        keep = y != seg.ignore_index
-        if 0 <= seg.ignore_index < c:
-            hot = hot & keep
-        # (An ignore_index outside [0, C) matches no class: only p needs masking.)
-        p = torch.where(keep, p, p.new_zeros(()))
-        kept = keep.sum()
-    zero = p.new_zeros(())
-    inter = torch.where(hot, p, zero).sum(2)
-    counts = hot.sum(2)  # int64: exact at any size
-    check_counts(counts.sum(), kept, target, seg)
-    t_sum = counts.to(p.dtype)
-    p_sum = (p * p if squared_pred else p).sum(2)  # one-hot targets: t² = t
+    inter, p_sum, t_sum = index_overlap_sums(p, target, seg, squared_pred)
     if not seg.include_background:
         inter, p_sum, t_sum = inter[:, 1:], p_sum[:, 1:], t_sum[:, 1:]
     if batch_dice:

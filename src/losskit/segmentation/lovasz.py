@@ -1,7 +1,8 @@
 """Lovász-softmax and Lovász hinge losses (Berman et al. 2018), vectorised over (image, class).
 
 Every row (one image and class, or one class over the batch with ``batch_dice``) is sorted at once
-by ``torch.sort(dim=-1)``; there is no Python loop over images or classes. Ignored pixels get the
+by ``torch.sort(dim=-1)`` (on the CPU as integers, see :func:`_descending_order`); there is no
+Python loop over images or classes. Ignored pixels get the
 sort key ``-inf``: they land after every kept pixel, so the running sums that make the Lovász
 gradient of the kept pixels never see them, and their error is multiplied by 0 (``relu(-inf)``).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from .._autograd import functorch_active
 from .._checks import check_bool
 from .._dispatch import Backends
 from .._precision import upcast
@@ -37,21 +39,56 @@ def _rows(x: torch.Tensor, batch_dice: bool) -> torch.Tensor:
     return x.transpose(0, 1).reshape(x.shape[1], -1) if batch_dice else x
 
 
-def lovasz_rows(errors: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+_INT_VIEW = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _descending_order(key: torch.Tensor, signed: bool) -> torch.Tensor:
+    """``argsort(key, descending=True)`` along the last dim (``signed``: keys may be negative;
+    otherwise they are ``>= 0`` or ``-inf``).
+
+    On the CPU the float keys are sorted as integers: the IEEE bit patterns of non-negative
+    floats order as the floats do (``-inf`` is a negative integer: last), and flipping the
+    magnitude bits of negative values extends that to every float. The CPU integer sort is about
+    1.5x faster than the float one, and the sort is most of the loss's time. Ties (equal errors)
+    may come in another order, which leaves the value unchanged.
+    """
+    key = key.detach()
+    as_int = _INT_VIEW.get(key.dtype)
+    if (
+        as_int is None
+        or key.device.type != "cpu"
+        or torch.compiler.is_compiling()
+        or functorch_active()
+    ):
+        return torch.sort(key, dim=-1, descending=True)[1]
+    bits = key.contiguous().view(as_int)
+    if signed:
+        info = torch.iinfo(as_int)
+        bits = bits ^ ((bits >> (info.bits - 1)) & info.max)
+    return torch.sort(bits, dim=-1, descending=True)[1]
+
+
+def lovasz_rows(
+    errors: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor | None, signed: bool = False
+) -> torch.Tensor:
     """``Σ_k relu(e_(k)) (J_k - J_{k-1})`` per row, errors sorted in decreasing order.
 
     ``J_k = 1 - (G - Σ_{j<=k} gt_(j)) / (G + Σ_{j<=k} (1 - gt_(j)))`` is the Jaccard loss of the
     top-k pixels (Berman et al., Algorithm 1); ``G`` the row's target mass over kept pixels.
+    ``gt`` is a constant (no gradient), so the increments ``J_k - J_{k-1}`` are too: they are
+    scattered back to each pixel's place and the loss is ``Σ_i relu(e_i) ΔJ_rank(i)`` (no
+    gather of the errors, nothing to un-sort in the backward). ``signed``: errors may be < 0.
     """
     key = errors if keep is None else torch.where(keep, errors, float("-inf"))
-    sorted_errors, order = torch.sort(key, dim=-1, descending=True)
+    order = _descending_order(key, signed)
     gt_sorted = gt.gather(-1, order)
     total = gt.sum(-1, keepdim=True)
     inter = total - gt_sorted.cumsum(-1)
     union = total + (1.0 - gt_sorted).cumsum(-1)  # >= 1 at every position for hard targets
     jaccard = 1.0 - inter / union
-    grad = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
-    return (torch.relu(sorted_errors) * grad).sum(-1)
+    step = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+    step = torch.empty_like(step).scatter_(-1, order, step)  # back to each pixel's place
+    return (torch.relu(key) * step).sum(-1)
 
 
 def _reduce_present(
@@ -170,7 +207,7 @@ def _lovasz_hinge_formula(input, target, weight, seg, reduction, batch_dice):
     rows_keep = None
     if keep is not None:
         rows_keep = _rows(keep.reshape(n, 1, -1).expand(-1, x.shape[1], -1), batch_dice)
-    loss = lovasz_rows(_rows(errors, batch_dice), _rows(t, batch_dice), rows_keep)
+    loss = lovasz_rows(_rows(errors, batch_dice), _rows(t, batch_dice), rows_keep, signed=True)
     return reduce_classes(loss, kept_weight(weight, seg, loss.dtype), reduction).to(input.dtype)
 
 
