@@ -7,6 +7,8 @@ Oracles here: torch's own ``log_softmax(logits).gather`` and autograd through it
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -62,9 +64,13 @@ def test_token_logprobs_equals_log_softmax_gather_in_float32(opts):
     up1, up2 = torch.randn(3, 17, generator=g), torch.randn(3, 17, generator=g)
     params = [t for t in (h, w, b) if t is not None]
     ours = torch.autograd.grad((logp * up1).sum() + (ent * up2).sum(), params)
-    theirs = torch.autograd.grad((ref_logp * up1).sum() + (ref_ent * up2).sum(), params)
+    # Gradients against float64: the float32 unfused gradient is itself up to ~5e-6 off here
+    # (summed over 51 rows), more than the 1e-6 two float32 computations could be held to.
+    p64 = [t.detach().double().requires_grad_() for t in params]
+    r64 = _unfused(p64[0], p64[1], y, p64[2] if b is not None else None, **opts)
+    theirs = torch.autograd.grad((r64[0] * up1.double()).sum() + (r64[1] * up2.double()).sum(), p64)
     for a, e in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5)
 
 
 def test_token_logprobs_shift_drops_the_last_position_and_the_first_token():
@@ -115,14 +121,19 @@ def test_token_logprobs_of_no_position_is_empty_with_zero_gradients():
     assert h.grad.shape == (0, 8) and not w.grad.any()
 
 
-def test_token_logprobs_has_no_kernel_backend_and_says_so():
+def test_token_logprobs_kernel_backend_needs_cuda_or_the_interpreter():
+    # The Triton kernel itself is tested in tests/kernels/test_token_logprobs_kernel.py.
     h, w, y = torch.randn(2, 4), torch.randn(5, 4), torch.tensor([0, 1])
     with losskit.use_backend("formula"):
         torch.testing.assert_close(L.token_logprobs(h, w, y), _unfused(h, w, y)[0])
+    assert "kernel" in L.token_logprobs.backends.names
+    if os.environ.get("TRITON_INTERPRET", "0") != "0":
+        pytest.skip("the interpreter runs the kernel on CPU tensors")
     with (
         losskit.use_backend("kernel"),
         pytest.raises(
-            losskit.BackendUnsupportedError, match="token_logprobs has no 'kernel' backend"
+            losskit.BackendUnsupportedError,
+            match=r"token_logprobs: the 'kernel' backend cannot run this call: tensors on cpu",
         ),
     ):
         L.token_logprobs(h, w, y)

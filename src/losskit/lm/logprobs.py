@@ -3,9 +3,16 @@
 :func:`token_logprobs` gives ``log_softmax(logits)[token]`` and the entropy of the full
 distribution for every position, the quantities DPO, KTO, GRPO and friends are built from. The
 logits are made one block of vocabulary columns at a time; the forward keeps three numbers per
-row (a running max, sum of exponentials and, for the entropy, sum of ``p * z``), and the backward
-recomputes each block, turns it into its gradient and multiplies it into the gradients of the
-hidden states, the weight (each block of weight rows written once) and the bias.
+row (a running max, sum of exponentials and, for the entropy, sum of ``p (z - max)``), and the
+backward recomputes each block, turns it into its gradient and multiplies it into the gradients of
+the hidden states, the weight (each block of weight rows written once) and the bias. Two block
+buffers are reused by every block (no allocation, no page faults per block), and without
+scale, soft cap or temperature the backward makes each block directly as ``z - lse`` (the row's
+log-sum-exp rides in the matrix product's ``beta`` term).
+
+On CUDA (and on CPU tensors under ``TRITON_INTERPRET=1`` when pinned) the ``kernel`` backend
+runs :mod:`losskit.kernels.token_logprobs`: torch's matrix product per chunk of rows, a Triton
+kernel for the statistics and, in the backward, the gradient written over the logits.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from .._checks import (
 from .._dispatch import Backends
 from .._precision import compute_dtype
 from ..distillation import check_temperature
+from ..kernels.token_logprobs.rules import token_logprobs_kernel, token_logprobs_refuses
 from ..linear import check_softcap
 
 __all__ = ["token_logprobs"]
@@ -45,22 +53,59 @@ def _block_cols(rows: int, vocab: int, chunk_size: int | None) -> int:
 
 
 def _logits(
-    a: torch.Tensor, scale: float, softcap: float | None, temperature: float
+    a: torch.Tensor,
+    scale: float,
+    softcap: float | None,
+    temperature: float,
+    *,
+    owned: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``cap(scale * a) / T`` in the compute dtype, and ``tanh(scale * a / cap)`` if capped."""
+    """``cap(scale * a) / T`` in the compute dtype, and ``tanh(scale * a / cap)`` if capped.
+
+    ``owned``: ``a`` is a private buffer that may be overwritten.
+    """
     z = a.to(compute_dtype(a.dtype))
-    owned = z is not a  # a fresh copy may be modified in place
+    owned = owned or z is not a  # a fresh copy may be modified in place
     if scale != 1.0:
         z = z.mul_(scale) if owned else z * scale
         owned = True
     t = None
     if softcap is not None:
         t = torch.tanh(z / softcap)
-        z = t * softcap
+        z = torch.mul(t, softcap, out=z) if owned else t * softcap
         owned = True
     if temperature != 1.0:
         z = z.div_(temperature) if owned else z / temperature
     return z, t
+
+
+def _block_logits(
+    xr: torch.Tensor,
+    wv: torch.Tensor,
+    bv: torch.Tensor | None,
+    buf: torch.Tensor | None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``xr wv^T + bv (- shift)`` written into ``buf`` (reused across blocks: no page faults).
+
+    ``shift`` (per row) rides in the matrix product's ``beta`` term when there is no bias, which
+    saves a pass over the block. ``buf`` is ``None`` for inputs not in their compute dtype.
+    """
+    if buf is None:
+        a = F.linear(xr, wv, bv)
+        return a if shift is None else a.to(compute_dtype(a.dtype)).sub_(shift.unsqueeze(1))
+    out = buf[: xr.shape[0] * wv.shape[0]].view(xr.shape[0], wv.shape[0])
+    if bv is not None:
+        torch.addmm(bv, xr, wv.t(), out=out)
+        return out if shift is None else out.sub_(shift.unsqueeze(1))
+    if shift is None:
+        return torch.mm(xr, wv.t(), out=out)
+    return torch.addmm(shift.unsqueeze(1), xr, wv.t(), beta=-1.0, out=out)
+
+
+def _plain_logits(opts: tuple) -> bool:
+    scale, softcap, temperature = opts[:3]
+    return scale == 1.0 and softcap is None and temperature == 1.0
 
 
 class _TokenLogprobsFunction(torch.autograd.Function):
@@ -79,19 +124,24 @@ class _TokenLogprobsFunction(torch.autograd.Function):
         scale, softcap, temperature, rows, cols, want_entropy = opts
         n, vocab = x.shape[0], w.shape[0]
         dtype = compute_dtype(x.dtype)
-        lse = torch.empty(n, device=x.device, dtype=dtype)
-        mean_z = torch.empty(n, device=x.device, dtype=dtype)  # E_p[z], for the entropy
-        z_y = torch.zeros(n, device=x.device, dtype=dtype)
+        f = {"device": x.device, "dtype": dtype}
+        lse = torch.empty(n, **f)
+        ent_all = torch.empty(n, **f)  # H(p) of every row (ignored ones too), for the backward
+        z_y = torch.zeros(n, **f)
+        # Two block buffers reused by every block: logits and their exponentials.
+        size = min(rows, n) * min(cols, vocab)
+        zbuf = torch.empty(size, **f) if x.dtype == dtype else None
+        ebuf = torch.empty(size, **f)
         for r0 in range(0, n, rows):
             r1 = min(r0 + rows, n)
             xr, yr = x[r0:r1], y[r0:r1]
-            m = torch.full((r1 - r0,), -torch.inf, device=x.device, dtype=dtype)
+            m = torch.full((r1 - r0,), -torch.inf, **f)
             s = torch.zeros_like(m)
             u = torch.zeros_like(m)
             for v0 in range(0, vocab, cols):
                 v1 = min(v0 + cols, vocab)
-                a = F.linear(xr, w[v0:v1], None if b is None else b[v0:v1])
-                z, _ = _logits(a, scale, softcap, temperature)
+                a = _block_logits(xr, w[v0:v1], None if b is None else b[v0:v1], zbuf)
+                z, _ = _logits(a, scale, softcap, temperature, owned=zbuf is not None)
                 del a
                 inside = (yr >= v0) & (yr < v1)
                 picked = z.gather(1, (yr - v0).clamp(0, v1 - v0 - 1).unsqueeze(1)).squeeze(1)
@@ -100,19 +150,27 @@ class _TokenLogprobsFunction(torch.autograd.Function):
                 # A row whose max is still -inf (every logit -inf) would give inf - inf.
                 shift = torch.where(torch.isfinite(m_new), m_new, 0.0)
                 rescale = torch.exp(m - shift)
-                e = torch.sub(z, shift.unsqueeze(1)).exp_()
+                zs = z.sub_(shift.unsqueeze(1))  # z - shift <= 0, in z's buffer (ours)
+                if b is not None:  # a -inf bias (a masked entry) would give 0 * -inf below
+                    zs.clamp_(min=torch.finfo(dtype).min)
+                e = torch.exp(zs, out=ebuf[: zs.numel()].view(zs.shape))
+                if want_entropy:
+                    # u = sum_v e_v (z_v - shift), relative to the running max: summing e_v z_v
+                    # and subtracting from the log-sum-exp loses digits when the logits are large.
+                    prev = torch.where(s > 0, (m - shift) * s, 0.0)
+                    u = rescale * (u + prev) + zs.mul_(e).sum(1)  # zs is not needed after
                 s = s * rescale + e.sum(1)
-                if want_entropy:  # sum_v e z as a batched dot product: no e * z buffer
-                    u = u * rescale + torch.bmm(e.unsqueeze(1), z.unsqueeze(2)).view(-1)
                 m = m_new
-                del z, e
+                del z, zs, e
             shift = torch.where(torch.isfinite(m), m, 0.0)
-            lse[r0:r1] = shift + torch.log(s)
-            mean_z[r0:r1] = u / s
+            log_s = torch.log(s)
+            lse[r0:r1] = shift + log_s
+            ent_all[r0:r1] = log_s - u / s
+        del zbuf, ebuf
         zero = lse.new_zeros(())
         logp = torch.where(keep, z_y - lse, zero)
-        ent = torch.where(keep, lse - mean_z, zero) if want_entropy else torch.zeros_like(lse)
-        ctx.save_for_backward(x, w, b, y, keep, lse, mean_z)
+        ent = torch.where(keep, ent_all, zero) if want_entropy else torch.zeros_like(lse)
+        ctx.save_for_backward(x, w, b, y, keep, lse, ent_all)
         ctx.opts = opts
         ctx.set_materialize_grads(False)
         ctx.mark_non_differentiable(*(() if want_entropy else (ent,)))
@@ -124,14 +182,17 @@ class _TokenLogprobsFunction(torch.autograd.Function):
         "compute log_softmax(F.linear(hidden_states, lm_head_weight)).gather(...) instead",
     )
     def backward(ctx, g_logp: torch.Tensor | None, g_ent: torch.Tensor | None):  # type: ignore[override]
-        x, w, b, y, keep, lse, mean_z = ctx.saved_tensors
+        x, w, b, y, keep, lse, ent_all = ctx.saved_tensors
         scale, softcap, temperature, rows, cols, want_entropy = ctx.opts
         needs = ctx.needs_input_grad
         nothing = (None,) * 6
         if g_logp is None and (g_ent is None or not want_entropy):
             return nothing
+        if not (needs[0] or needs[1] or needs[2]):
+            return nothing
         n, vocab = x.shape[0], w.shape[0]
         dtype = compute_dtype(x.dtype)
+        f = {"device": x.device, "dtype": dtype}
         zero = lse.new_zeros(())
         g1 = None if g_logp is None else torch.where(keep, g_logp.to(dtype), zero)
         g2 = (
@@ -139,37 +200,58 @@ class _TokenLogprobsFunction(torch.autograd.Function):
             if (g_ent is None or not want_entropy)
             else torch.where(keep, g_ent.to(dtype), zero)
         )
-        gx = torch.zeros(x.shape, device=x.device, dtype=dtype) if needs[0] else None
-        gw = torch.empty(w.shape, device=w.device, dtype=dtype) if needs[1] else None
-        gb = torch.empty(vocab, device=w.device, dtype=dtype) if needs[2] else None
+        # dz = g1 (onehot(y) - p) - g2 p (z - E[z]) = p * (alpha * (z - lse) + beta) + g1 onehot
+        # with alpha = -g2 and beta = -g2 (lse - E[z]) - g1: the block is made as z - lse (the
+        # log-probabilities) directly when the logits need no transformation.
+        alpha = None if g2 is None else -g2
+        beta = torch.zeros_like(lse)
+        if g2 is not None:
+            beta = beta - g2 * ent_all  # lse - E[z] = H
+        if g1 is not None:
+            beta = beta - g1
+        plain = _plain_logits(ctx.opts)
+        factor = scale / temperature
+        gx = torch.zeros(x.shape, **f) if needs[0] else None
+        gw = torch.empty(w.shape, **f) if needs[1] else None
+        gb = torch.empty(vocab, **f) if needs[2] else None
+        size = min(rows, n) * min(cols, vocab)
+        zbuf = torch.empty(size, **f) if x.dtype == dtype else None
+        pbuf = torch.empty(size, **f)
         for v0 in range(0, vocab, cols):
             v1 = min(v0 + cols, vocab)
             wv = w[v0:v1]
             for r0 in range(0, n, rows):
                 r1 = min(r0 + rows, n)
                 xr = x[r0:r1]
-                a = F.linear(xr, wv, None if b is None else b[v0:v1])
-                z, t = _logits(a, scale, softcap, temperature)
-                del a
-                # dz = g1 (onehot(y) - p) - g2 p (z - E[z])
-                p = torch.sub(z, lse[r0:r1].unsqueeze(1)).exp_()
-                if g2 is not None:
-                    # -(g1 + g2 (z - E[z])) = (-g2) z + (g2 E[z] - g1), in z's buffer (ours)
-                    c = g2[r0:r1] * mean_z[r0:r1]
-                    if g1 is not None:
-                        c = c - g1[r0:r1]
-                    coef = z.mul_(-g2[r0:r1].unsqueeze(1)).add_(c.unsqueeze(1))
-                    dz = p.mul_(coef)
+                lse_r = lse[r0:r1]
+                bv = None if b is None else b[v0:v1]
+                t = None
+                if plain:  # the block of log-probabilities z - lse, in the product when possible
+                    lp = _block_logits(xr, wv, bv, zbuf, shift=lse_r)
+                    if lp.dtype != dtype:
+                        lp = lp.to(dtype)
                 else:
-                    dz = p.mul_(-g1[r0:r1].unsqueeze(1))
-                del z
+                    a = _block_logits(xr, wv, bv, zbuf)
+                    z, t = _logits(a, scale, softcap, temperature, owned=zbuf is not None)
+                    del a
+                    lp = z.sub_(lse_r.unsqueeze(1))  # z is ours: a transformation made it
+                p = pbuf[: lp.numel()].view(lp.shape)
+                torch.exp(lp, out=p)
+                if alpha is not None:
+                    # A -inf bias (a masked entry) has p = 0 and z - E[z] = -inf: gradient 0.
+                    masked = torch.isneginf(lp) if b is not None else None
+                    dz = p.mul_(lp.mul_(alpha[r0:r1].unsqueeze(1)).add_(beta[r0:r1].unsqueeze(1)))
+                    if masked is not None:
+                        dz.masked_fill_(masked, 0.0)
+                else:
+                    dz = p.mul_(beta[r0:r1].unsqueeze(1))
+                del lp
                 if g1 is not None:
                     yr = y[r0:r1]
                     inside = (yr >= v0) & (yr < v1)
                     idx = (yr - v0).clamp(0, v1 - v0 - 1).unsqueeze(1)
                     dz.scatter_add_(1, idx, torch.where(inside, g1[r0:r1], zero).unsqueeze(1))
                 # through / T, the soft cap (d/dv cap tanh(v / cap) = 1 - tanh^2) and the scale
-                factor = scale / temperature
                 if t is not None:
                     dz.mul_(t.square_().neg_().add_(1.0))
                 if factor != 1.0:
@@ -246,7 +328,12 @@ def _chunked_torch(
     return _TokenLogprobsFunction.apply(x, w, b, y, keep, opts)
 
 
-_TOKEN_LOGPROBS = Backends("token_logprobs", formula=_chunked_torch)
+_TOKEN_LOGPROBS = Backends(
+    "token_logprobs",
+    formula=_chunked_torch,
+    kernel=token_logprobs_kernel,
+    refuses={"kernel": token_logprobs_refuses},
+)
 
 
 def _check_args(
@@ -353,7 +440,9 @@ def token_logprobs(
     The same quantities as TRL's ``selective_log_softmax`` and ``entropy_from_logits`` (computed
     on ``logits / temperature``) and Liger-Kernel's fused log-prob path; unlike TRL's,
     an ignored position gives exactly 0 rather than the log-probability of token ``-100``'s
-    stand-in. The CUDA path is the same blockwise PyTorch code (no Triton kernel yet).
+    stand-in. On CUDA a Triton kernel does the softmax work of each chunk of rows (one online
+    log-sum-exp pass over the vocabulary; the backward writes the gradient over the recomputed
+    logits); ``chunk_size`` only sizes the PyTorch path's blocks.
     """
     x, w, y, b = _check_args(hidden_states, lm_head_weight, tokens, lm_head_bias)
     temperature = check_temperature(temperature)
