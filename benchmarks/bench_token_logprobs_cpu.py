@@ -8,6 +8,8 @@ Cases (float32, defaults N = 4096 positions, H = 512, V = 32768):
   ``logps.sum() + 0.01 * entropy.sum()`` into ``h`` and ``W``.
 - ``token_logprobs_nograd``: the same forward under ``torch.no_grad()`` (the old-policy and
   reference-model log-probabilities of GRPO/DPO), no backward.
+- ``token_logprobs_frozen_head``: forward + backward with a frozen ``W`` (no weight gradient:
+  LoRA, a tied embedding trained elsewhere), gradients into ``h`` only.
 - ``distill``: ``losskit.lm.linear_distillation_loss(hs, Ws, ht, Wt)`` (forward KL) against
   materialising both models' logits and ``kl_div(log_softmax(s), log_softmax(t))``, forward +
   backward into the student's ``hs`` and ``Ws`` (teacher H = 768).
@@ -35,7 +37,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-CASES = ("token_logprobs", "token_logprobs_nograd", "distill")
+CASES = ("token_logprobs", "token_logprobs_nograd", "token_logprobs_frozen_head", "distill")
 IMPLS = ("losskit", "unfused")
 
 
@@ -44,6 +46,8 @@ def make_inputs(case: str, n: int, h: int, v: int, seed: int = 0):
     x = torch.randn(n, h, generator=g).requires_grad_()
     w = (torch.randn(v, h, generator=g) * h**-0.5).requires_grad_()
     if case.startswith("token_logprobs"):
+        if case == "token_logprobs_frozen_head":
+            w.requires_grad_(False)
         return x, w, torch.randint(v, (n,), generator=g)
     ht = torch.randn(n, 768, generator=g)
     wt = torch.randn(v, 768, generator=g) * 768**-0.5
@@ -54,7 +58,7 @@ def step(case: str, impl: str, inputs) -> None:
     """One forward + backward, called exactly as a user would."""
     if case.startswith("token_logprobs"):
         x, w, y = inputs
-        with torch.set_grad_enabled(case == "token_logprobs"):
+        with torch.set_grad_enabled(case != "token_logprobs_nograd"):
             if impl == "losskit":
                 from losskit.lm import token_logprobs
 
@@ -63,7 +67,7 @@ def step(case: str, impl: str, inputs) -> None:
                 logp_all = torch.log_softmax(x @ w.T, dim=-1)
                 logp = logp_all.gather(-1, y.unsqueeze(-1)).squeeze(-1)
                 ent = -(logp_all.exp() * logp_all).sum(-1)
-            if case == "token_logprobs":
+            if case != "token_logprobs_nograd":
                 (logp.sum() + 0.01 * ent.sum()).backward()
         return
     x, w, ht, wt = inputs

@@ -2,9 +2,9 @@
 
 The functional API (``losskit.cross_entropy``, ``losskit.binary_cross_entropy_with_logits``,
 ``losskit.sigmoid_focal_loss``, ``losskit.kl_div``, the distillation losses, the batch-hard triplet
-miner) calls the kernels through :mod:`losskit.kernels.dispatch` when every tensor is on a CUDA
-device and ``triton`` is importable (the ``[kernels]`` extra); otherwise it runs its PyTorch
-formula. :class:`use_kernels` forces or forbids the kernels::
+miner, ``losskit.lm.token_logprobs``) calls the kernels through :mod:`losskit.kernels.dispatch`
+when every tensor is on a CUDA device and ``triton`` is importable (the ``[kernels]`` extra);
+otherwise it runs its PyTorch formula. :class:`use_kernels` forces or forbids the kernels::
 
     losskit.kernels.use_kernels("never")        # PyTorch everywhere
     with losskit.kernels.use_kernels("always"):  # kernels or an error saying why not
