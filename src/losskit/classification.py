@@ -59,13 +59,25 @@ def _check_class_input(input: object, target: object) -> tuple[torch.Tensor, tor
     target = check_tensor("target", target)
     if input.dim() == 0:
         raise ValueError("input must be (C,), (N, C) or (N, C, d1, ..., dK); got a 0-D tensor")
-    if target.dtype not in _TARGET_DTYPES and (target.dtype == torch.bool or target.is_complex()):
+    dtype = target.dtype
+    if dtype not in _TARGET_DTYPES and (dtype == torch.bool or target.is_complex()):
         raise TypeError(
             "target must hold class indices (int64) or class probabilities (floating), "
-            f"got dtype {target.dtype}"
+            f"got dtype {dtype}"
         )
     check_same_device("target", target, input)
     return input, target
+
+
+def _index_target_classes(input: torch.Tensor, target: torch.Tensor) -> int:
+    """The number of classes, once the index target's shape is checked against the input's."""
+    shape = input.shape
+    if len(shape) == 2:  # the common (N, C) case: one read of each shape
+        t_shape = target.shape
+        if len(t_shape) == 1 and t_shape[0] == shape[0]:
+            return shape[1]
+    _check_index_target(input, target)
+    return _num_classes(input)
 
 
 def _check_index_target(input: torch.Tensor, target: torch.Tensor) -> None:
@@ -247,9 +259,8 @@ def nll_loss(
         raise TypeError(f"target must be an integer tensor of class indices, got {target.dtype}")
     ignore_index = check_int("ignore_index", ignore_index)
     weight = check_optional_floating("weight", weight)
-    num_classes = _num_classes(input)
+    num_classes = _index_target_classes(input, target)
     check_class_weight(weight, num_classes, input)
-    _check_index_target(input, target)
     check_class_indices(target, num_classes, ignore_index, native_rejects=True)
     return _NLL(input, target, weight, ignore_index, reduction)
 

@@ -93,8 +93,10 @@ def check_multi_margin_p(p: object) -> int:
 def _check_class_scores(input: object) -> torch.Tensor:
     """Class scores of shape ``(C,)`` or ``(N, C)`` with at least one class."""
     x = check_floating("input", input)
-    check_ndim("input", x, (1, 2))
-    if x.shape[-1] == 0:
+    shape = x.shape
+    if len(shape) not in (1, 2):
+        check_ndim("input", x, (1, 2))
+    if shape[-1] == 0:
         raise ValueError(f"input must have at least one class (C > 0), got shape {tuple(x.shape)}")
     return x
 
@@ -383,7 +385,8 @@ def multi_margin_loss(
     if input.dim() == 1 and tuple(target.shape) == (1,):  # torch reads this as a batch of one
         input = input.unsqueeze(0)
     # The common (N, C) / (N,) case first, without building shapes.
-    if not (input.dim() == 2 and target.dim() == 1 and target.shape[0] == input.shape[0]):
+    shape, t_shape = input.shape, target.shape
+    if not (len(shape) == 2 and len(t_shape) == 1 and t_shape[0] == shape[0]):
         expected = tuple(input.shape[:-1])
         if tuple(target.shape) != expected:
             raise ValueError(
@@ -394,7 +397,7 @@ def multi_margin_loss(
     margin = check_number("margin", margin)
     weight = check_optional_floating("weight", weight)
     reduction = check_reduction(reduction)
-    num_classes = input.shape[-1]
+    num_classes = shape[-1]
     check_class_weight(weight, num_classes, input)
     check_class_indices(target, num_classes, native_rejects=True)
     return _MULTI_MARGIN(input, target, p, margin, weight, reduction)
