@@ -264,20 +264,9 @@ class Backends:
         return None if rule is None else rule(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # The hot path of every loss call: a few attribute reads on the CPU (no list is built
-        # unless a kernel could run), so a torch mirror costs about what torch's op costs.
-        if (
-            state.trace is None
-            and state.backend == "auto"
-            and (
-                self.kernel is None
-                or state.kernels == "never"
-                or (state.kernels == "auto" and not _on_cuda(args, kwargs))
-            )
-        ):
-            fn, rule, _ = self._cpu_order[0]
-            if rule is None or rule(*args, **kwargs) is None:
-                return fn(*args, **kwargs)
+        # The hot path of every loss call: on the CPU a few attribute reads and the first
+        # backend's rule (no list is built unless a kernel could run), so a torch mirror costs
+        # about what torch's op costs.
         if state.trace is not None:
             return self._traced(args, kwargs)
         if state.backend != "auto":
@@ -300,10 +289,7 @@ class Backends:
             return "kernel", self.kernel, None
         reason = None
         for fn, rule, name in self._cpu_order:
-            if rule is None:
-                return name, fn, None
-            reason = rule(*args, **kwargs)
-            if reason is None:
+            if rule is None or (reason := rule(*args, **kwargs)) is None:
                 return name, fn, None
         return "?", None, reason
 
