@@ -33,6 +33,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _peak_memory import peak_rise_mib
 
 import losskit.lm
 
@@ -78,21 +79,10 @@ def step(impl: str, inputs, divergence: str) -> None:
     loss.backward()
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(key)
-
-
 def worker(impl: str, divergence: str, n: int, h: int, v: int) -> None:
     inputs = make_inputs(n, h, v)
-    before = _status("VmRSS:")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident set
-    step(impl, inputs, divergence)
-    print(json.dumps({"extra_mib": (_status("VmHWM:") - before) / 2**20}))
+    extra = peak_rise_mib(lambda: step(impl, inputs, divergence))
+    print(json.dumps({"extra_mib": extra}))
 
 
 def extra_memory(impl: str, divergence: str, n: int, h: int, v: int) -> float:

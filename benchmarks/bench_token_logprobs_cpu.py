@@ -36,6 +36,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _peak_memory import peak_rise_mib
 
 CASES = ("token_logprobs", "token_logprobs_nograd", "token_logprobs_frozen_head", "distill")
 IMPLS = ("losskit", "unfused")
@@ -83,21 +84,10 @@ def step(case: str, impl: str, inputs) -> None:
     loss.backward()
 
 
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(key)
-
-
 def worker(case: str, impl: str, n: int, h: int, v: int) -> None:
     inputs = make_inputs(case, n, h, v)
-    before = _status("VmRSS:")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident set
-    step(case, impl, inputs)
-    print(json.dumps({"extra_mib": (_status("VmHWM:") - before) / 2**20}))
+    extra = peak_rise_mib(lambda: step(case, impl, inputs))
+    print(json.dumps({"extra_mib": extra}))
 
 
 def extra_memory(case: str, impl: str, n: int, h: int, v: int) -> float:
